@@ -1,0 +1,1 @@
+"""Test support: local processes (redis-server, stand-ins, the Firestore emulator) and fixtures."""
