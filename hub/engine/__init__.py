@@ -1,0 +1,1 @@
+"""What a worker does with an event: sync across systems, then the rules."""
