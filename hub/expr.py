@@ -46,6 +46,19 @@ def parse_duration(text: str | int | float) -> timedelta:
     return timedelta(seconds=total)
 
 
+def format_duration(td: timedelta) -> str:
+    """The inverse of :func:`parse_duration`: ``3d``, ``1d12h``, ``90s``."""
+    seconds = int(td.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
 def to_datetime(value: Any) -> datetime | None:
     """Coerce a date, datetime, ISO string or epoch milliseconds to an aware UTC datetime."""
     if value is None or value == "":

@@ -11,7 +11,7 @@ from croniter import croniter
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 from hub.errors import HubError
-from hub.expr import Expression, Template, parse_duration
+from hub.expr import Expression, Template, format_duration, parse_duration
 
 
 class Strict(BaseModel):
@@ -48,7 +48,7 @@ def _duration(value: Any) -> timedelta:
 Duration = Annotated[
     timedelta,
     BeforeValidator(_duration),
-    PlainSerializer(lambda td: f"{int(td.total_seconds())}s", return_type=str),
+    PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(
         {
             "type": "string",

@@ -1,0 +1,146 @@
+"""RQ plumbing: queues, the JSON serializer, enqueueing with JSON-only arguments, and the error
+policy every hub job follows.
+
+- transient errors (:class:`TransientError`) are retried by rq with backoff, at least the
+  server's Retry-After;
+- permanent and config errors are not retried: the job lands in the failed registry with a
+  readable ``reason`` in its meta (and the exception text), retryable by hand (`hub failed`);
+- a worker killed mid-job leaves the job "abandoned"; rq's registry cleanup retries it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import pickle
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+from rq import Queue, Retry, get_current_job
+from rq.job import Job
+
+from hub.errors import ConfigError, HubError, PermanentError, TransientError
+
+log = logging.getLogger("hub.jobs")
+
+QUEUE_HIGH = "hub-high"  # webhook intake batches: small, latency matters
+QUEUE_DEFAULT = "hub"  # rules, waits, retries
+QUEUE_LOW = "hub-low"  # scans, backfills, provisioning
+QUEUES = (QUEUE_HIGH, QUEUE_DEFAULT, QUEUE_LOW)
+
+RETRY_INTERVALS = [2, 10, 30, 120, 600, 1800]
+DEFAULT_TIMEOUT = 600
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _NoGlobals(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a job payload")
+
+
+class HubSerializer:
+    """JSON for everything the hub writes. Reads JSON, and — only because ``rq cron`` enqueues
+    with rq's default pickle serializer — pickles made of plain values (no classes, no code)."""
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode("utf-8")
+
+    @staticmethod
+    def loads(data: bytes | str) -> Any:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        if raw[:1] == b"\x80":
+            import io
+
+            return _NoGlobals(io.BytesIO(raw)).load()
+        return json.loads(raw.decode("utf-8"))
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True)
+
+
+def queue(conn: redis.Redis, name: str = QUEUE_DEFAULT) -> Queue:
+    return Queue(name, connection=conn, serializer=HubSerializer)
+
+
+def check_json(args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> None:
+    """Job arguments must be plain JSON (dates as ISO strings) so any worker can read them."""
+    try:
+        json.dumps([args, kwargs], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"arguments of job {what} must be JSON values: {exc}") from None
+
+
+def enqueue(
+    conn: redis.Redis,
+    func: Callable[..., Any] | str,
+    *args: Any,
+    queue_name: str = QUEUE_DEFAULT,
+    job_id: str | None = None,
+    at_front: bool = False,
+    timeout: int = DEFAULT_TIMEOUT,
+    pipeline: Any = None,
+    **kwargs: Any,
+) -> Job:
+    """Enqueue with JSON-only arguments and the hub's retry policy. A ``job_id`` makes it
+    idempotent: enqueueing the same id again while the first is pending does nothing new."""
+    name = func if isinstance(func, str) else f"{func.__module__}.{func.__qualname__}"
+    check_json(args, kwargs, name)
+    q = queue(conn, queue_name)
+    return q.enqueue(
+        name,
+        args=args,
+        kwargs=kwargs,
+        job_id=job_id,
+        at_front=at_front,
+        job_timeout=timeout,
+        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+        result_ttl=3600,
+        failure_ttl=30 * 86400,
+        pipeline=pipeline,
+    )
+
+
+def hub_job(fn: F) -> F:
+    """Apply the error policy to a job function (see the module docstring)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TransientError as exc:
+            job = get_current_job()
+            if job is not None and exc.retry_after:
+                # rq reads the interval for this retry from the list: put Retry-After there.
+                base = job.retry_intervals or RETRY_INTERVALS
+                index = max(len(base) - (job.retries_left or 0), 0)
+                intervals = list(base)
+                if index < len(intervals):
+                    intervals[index] = max(intervals[index], int(exc.retry_after + 0.999))
+                job.retry_intervals = intervals
+            log.warning("%s: transient failure, will retry: %s", fn.__name__, exc)
+            raise
+        except (PermanentError, ConfigError, HubError) as exc:
+            _no_retry(f"{type(exc).__name__}: {exc}")
+            raise
+        except Exception as exc:
+            # Unknown failures are treated as permanent: visible, retryable by hand.
+            _no_retry(f"{type(exc).__name__}: {exc}")
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _no_retry(reason: str) -> None:
+    job = get_current_job()
+    if job is None:
+        return
+    job.retries_left = 0
+    job.meta["reason"] = reason[:2000]
+    try:
+        job.save_meta()
+    except redis.RedisError:
+        log.exception("could not record failure reason of job %s", job.id)

@@ -1,0 +1,1 @@
+"""Canonical entities: value types, and translation to and from each system's fields."""

@@ -1,0 +1,173 @@
+"""Translate records between a system's fields and the canonical entity, per the mapping.
+
+Reading keeps going past a bad value (it becomes None and a problem is reported) so one
+malformed phone number never stops a sync; writing encodes each value the way its system
+expects (HubSpot wants strings, Airtable ISO dates, Firestore native timestamps...).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from connectors.base import Record
+from hub.config.mapping import FieldDef, Mapping
+from hub.mapping.values import ValueProblem, coerce
+
+_MISSING = object()
+
+
+@dataclass
+class Problem:
+    field: str
+    system: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.system}: field {self.field!r}: {self.message}"
+
+
+@dataclass
+class Decoded:
+    values: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+
+
+def get_path(data: dict[str, Any], path: str) -> Any:
+    """``merge_fields.FNAME`` → data["merge_fields"]["FNAME"]; missing → ``_MISSING``."""
+    if path in data:
+        return data[path]
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    parts = path.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _iso_dt(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode(system: str, fd: FieldDef, value: Any) -> Any:
+    """A canonical value as ``system`` stores it."""
+    if system == "hubspot":
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, datetime):
+            return _iso_dt(value)
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, list):
+            return ";".join(str(v) for v in value)
+        if isinstance(value, dict):
+            return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return str(value)
+    if system == "firestore":
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        if isinstance(value, date):
+            return value.isoformat()
+        return value
+    # airtable, mailchimp: JSON values with ISO dates
+    if isinstance(value, datetime):
+        return _iso_dt(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if system == "mailchimp":
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+    if fd.type == "json" and not isinstance(value, str) and value is not None:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
+
+
+def from_system(mapping: Mapping, system: str, record: Record, *, region: str | None = None) -> Decoded:
+    """Canonical values of the fields ``system`` maps for ``mapping``, plus ``<system>_id``."""
+    target = getattr(mapping.systems, system)
+    fields = mapping.all_fields()
+    out: dict[str, Any] = {f"{system}_id": record.id}
+    problems: list[Problem] = []
+    for cname, sf in target.fields.items():
+        fd = fields[cname]
+        raw = get_path(record.fields, sf.field)
+        if raw is _MISSING or raw == "":
+            # Airtable leaves out empty cells and unchecked boxes; HubSpot sends "" for empty.
+            out[cname] = False if (fd.type == "bool" and system == "airtable") else None
+            continue
+        if sf.map:
+            reverse = {str(v): k for k, v in sf.map.items()}
+            raw = reverse.get(str(raw), raw)
+        try:
+            out[cname] = coerce(fd, raw, region=region)
+        except ValueProblem as exc:
+            out[cname] = None
+            problems.append(Problem(cname, system, str(exc)))
+    return Decoded(out, problems)
+
+
+def to_system(
+    mapping: Mapping, system: str, values: dict[str, Any], *, only: set[str] | None = None
+) -> dict[str, Any]:
+    """System fields for the canonical ``values`` (restricted to ``only`` if given)."""
+    target = getattr(mapping.systems, system)
+    fields = mapping.all_fields()
+    out: dict[str, Any] = {}
+    for cname, sf in target.fields.items():
+        if sf.readonly or cname not in values or (only is not None and cname not in only):
+            continue
+        if cname == f"{system}_id":
+            continue  # a system's own id is not a field it stores
+        value = values[cname]
+        if sf.map and value is not None:
+            value = sf.map.get(value, value)
+        set_path(out, sf.field, encode(system, fields[cname], value))
+    return out
+
+
+def system_field(mapping: Mapping, system: str, cname: str) -> str | None:
+    target = getattr(mapping.systems, system, None)
+    if target is None or cname not in target.fields:
+        return None
+    return str(target.fields[cname].field)
+
+
+def normalize(mapping: Mapping, values: dict[str, Any], *, region: str | None = None) -> Decoded:
+    """Canonical typing of hand-written values (dry runs, CSV imports, action arguments)."""
+    fields = mapping.all_fields()
+    out: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, raw in values.items():
+        fd = fields.get(key)
+        if fd is None:
+            problems.append(Problem(key, "hub", f"entity {mapping.entity!r} has no field {key!r}"))
+            continue
+        try:
+            out[key] = coerce(fd, raw, region=region)
+        except ValueProblem as exc:
+            problems.append(Problem(key, "hub", str(exc)))
+    return Decoded(out, problems)
+
+
+def complete(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any]:
+    """Every field of the entity present: missing ones take their default (or None), so rule
+    expressions can test ``record.x is none`` instead of failing on an unknown key."""
+    out = dict(values)
+    for name, fd in mapping.all_fields().items():
+        if name not in out:
+            out[name] = fd.default
+    return out
