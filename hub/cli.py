@@ -33,8 +33,13 @@ def _pin(now: str | None) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Config directory (rules.yaml + mappings/). Default: $HUB_CONFIG or the repo root.")
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Config directory (rules.yaml + mappings/). Default: $HUB_CONFIG or the repo root.",
+)
 @click.option("--now", default=None, help="Pin the clock (ISO 8601), like HUB_NOW.")
 @click.pass_context
 def main(ctx: click.Context, config_dir: Path | None, now: str | None) -> None:
@@ -69,8 +74,12 @@ def check(ctx: Ctx) -> None:
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory to write schema/ into (default: the repo root).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write schema/ into (default: the repo root).",
+)
 def schema(out: Path | None) -> None:
     """Write the JSON Schemas of rules.yaml and mapping files under schema/."""
     from hub.config import schema as schema_mod
@@ -99,10 +108,20 @@ def rules() -> None:
 
 @rules.command("test")
 @click.argument("rule_id")
-@click.option("--record", "record_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="A JSON file with the record's canonical fields.")
-@click.option("--event", "event_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="A JSON file with the triggering event (webhook payload, changes).")
+@click.option(
+    "--record",
+    "record_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="A JSON file with the record's canonical fields.",
+)
+@click.option(
+    "--event",
+    "event_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A JSON file with the triggering event (webhook payload, changes).",
+)
 @click.option("--now", default=None, help="Pin the clock for this run (ISO 8601).")
 @click.pass_obj
 def rules_test(ctx: Ctx, rule_id: str, record_file: Path, event_file: Path | None, now: str | None) -> None:
@@ -120,3 +139,7 @@ def rules_test(ctx: Ctx, rule_id: str, record_file: Path, event_file: Path | Non
     click.echo(json.dumps(result, indent=2, ensure_ascii=False, sort_keys=False))
     if "error" in result:
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

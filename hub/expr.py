@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -166,6 +166,11 @@ _SINGLE_EXPR = re.compile(r"^\s*\{\{(?!.*\{\{)(.*?)\}\}\s*$", re.S)
 
 
 def _static_check(tree: nodes.Node, source: str) -> None:
+    for node in tree.find_all(nodes.Filter):
+        if node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
+            name = node.args[0].value
+            if isinstance(name, str) and name.startswith("_"):
+                raise SandboxViolation(f"access to {name!r} is not allowed in expressions: {source!r}")
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
             raise SandboxViolation(f"access to {node.attr!r} is not allowed in expressions: {source!r}")
@@ -234,7 +239,10 @@ class Expression:
 
     def __call__(self, context: Mapping[str, Any]) -> Any:
         try:
-            return self._fn(**context)
+            value = self._fn(**context)
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+            return value
         except SecurityError as exc:
             raise SandboxViolation(f"{self.source!r}: {exc}") from None
         except UndefinedError as exc:

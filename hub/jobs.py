@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import pickle
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import redis
@@ -80,28 +82,39 @@ def enqueue(
     *args: Any,
     queue_name: str = QUEUE_DEFAULT,
     job_id: str | None = None,
+    unique_for: int | None = None,
+    at: datetime | None = None,
     at_front: bool = False,
     timeout: int = DEFAULT_TIMEOUT,
-    pipeline: Any = None,
+    retry_intervals: list[int] | None = None,
     **kwargs: Any,
-) -> Job:
-    """Enqueue with JSON-only arguments and the hub's retry policy. A ``job_id`` makes it
-    idempotent: enqueueing the same id again while the first is pending does nothing new."""
+) -> Job | None:
+    """Enqueue ``func`` (now, or ``at`` a time) with JSON-only arguments and the retry policy.
+
+    With ``job_id`` and ``unique_for`` (seconds), the same id enqueued again within that time
+    is a no-op returning None: rq alone would queue the id twice and run it twice.
+    """
     name = func if isinstance(func, str) else f"{func.__module__}.{func.__qualname__}"
     check_json(args, kwargs, name)
+    if unique_for is not None:
+        if job_id is None:
+            raise ValueError("unique_for needs a job_id")
+        if not conn.set(f"hub:enqueued:{job_id}", 1, nx=True, ex=max(int(unique_for), 1)):
+            return None
+    intervals = retry_intervals if retry_intervals is not None else RETRY_INTERVALS
     q = queue(conn, queue_name)
-    return q.enqueue(
-        name,
-        args=args,
-        kwargs=kwargs,
-        job_id=job_id,
-        at_front=at_front,
-        job_timeout=timeout,
-        retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-        result_ttl=3600,
-        failure_ttl=30 * 86400,
-        pipeline=pipeline,
-    )
+    options: dict[str, Any] = {
+        "args": args,
+        "kwargs": kwargs,
+        "job_id": job_id,
+        "job_timeout": timeout,
+        "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
+        "result_ttl": 3600,
+        "failure_ttl": 30 * 86400,
+    }
+    if at is not None:
+        return q.enqueue_at(at, name, **options)
+    return q.enqueue(name, at_front=at_front, **options)
 
 
 def hub_job(fn: F) -> F:
@@ -119,7 +132,8 @@ def hub_job(fn: F) -> F:
                 index = max(len(base) - (job.retries_left or 0), 0)
                 intervals = list(base)
                 if index < len(intervals):
-                    intervals[index] = max(intervals[index], int(exc.retry_after + 0.999))
+                    # rq schedules on whole seconds (rounding down): one more keeps it a lower bound.
+                    intervals[index] = max(intervals[index], math.ceil(exc.retry_after) + 1)
                 job.retry_intervals = intervals
             log.warning("%s: transient failure, will retry: %s", fn.__name__, exc)
             raise

@@ -47,8 +47,14 @@ class Runtime:
     _current: Runtime | None = None
     _lock = threading.Lock()
 
-    def __init__(self, settings: Settings | None = None, *, config_dir: Path | None = None,
-                 conn: redis.Redis | None = None, reload_interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        config_dir: Path | None = None,
+        conn: redis.Redis | None = None,
+        reload_interval: float = 2.0,
+    ) -> None:
         self.settings = settings or Settings()
         self.config_dir = Path(config_dir) if config_dir else self.settings.config_dir
         self._redis = conn

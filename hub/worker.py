@@ -29,14 +29,23 @@ def build(conn: redis.Redis, queue_names: Sequence[str] = jobs.QUEUES, name: str
     return HubWorker(queues, connection=conn, serializer=jobs.HubSerializer, name=name)
 
 
-def run(*, burst: bool = False, name: str | None = None, with_scheduler: bool = True,
-        queue_names: Sequence[str] = jobs.QUEUES, logging_level: str = "INFO") -> bool:
+def run(
+    *,
+    burst: bool = False,
+    name: str | None = None,
+    with_scheduler: bool = True,
+    queue_names: Sequence[str] = jobs.QUEUES,
+    logging_level: str = "INFO",
+) -> bool:
     """Work until stopped (or until the queues are empty with ``burst``)."""
     logging.basicConfig(level=logging_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = Runtime.current()
     cfg = runtime.config  # load (and report) the config before taking jobs
     logging.getLogger("hub.worker").info(
-        "config %s: %d mappings, %d rules (%d refused)", runtime.config_dir, len(cfg.mappings), len(cfg.rules),
+        "config %s: %d mappings, %d rules (%d refused)",
+        runtime.config_dir,
+        len(cfg.mappings),
+        len(cfg.rules),
         len(cfg.refused_rules),
     )
     worker = build(runtime.redis, queue_names, name)

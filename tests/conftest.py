@@ -43,3 +43,14 @@ def _unpinned_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """The CLI sets HUB_CONFIG/HUB_NOW for its own process; keep tests from leaking them."""
+    import os
+
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -20,6 +20,3 @@ class AppendArgs(Strict):
 def append(ctx: ActionContext, args: AppendArgs) -> dict[str, Any]:
     """Append {event, at, details} to the record's journey field (declared by the mapping)."""
     return ctx.append_journey(args.event, args.details)
-
-
-

@@ -46,16 +46,21 @@ def check_names(
     known = set(allowed) | set(HELPERS)
     for name in sorted(expr.names - known):
         issues.append(
-            ConfigIssue.at(pos, f"unknown name {name!r} in {expr.source!r}{suggest(name, known)}",
-                           context=context, path=path)
+            ConfigIssue.at(
+                pos, f"unknown name {name!r} in {expr.source!r}{suggest(name, known)}", context=context, path=path
+            )
         )
     if fields is not None and "record" in expr.names:
         field_list = list(fields)
         for attr in expr.fields_read:
             if attr not in field_list:
                 issues.append(
-                    ConfigIssue.at(pos, f"unknown field {attr!r} in {expr.source!r}{suggest(attr, field_list)}",
-                                   context=context, path=path)
+                    ConfigIssue.at(
+                        pos,
+                        f"unknown field {attr!r} in {expr.source!r}{suggest(attr, field_list)}",
+                        context=context,
+                        path=path,
+                    )
                 )
     return issues
 
@@ -69,7 +74,11 @@ def check_mapping(model: Mapping, data: PosDict, mappings: dict[str, Mapping], f
     def at(path: tuple[Any, ...], message: str, *, key: bool = False) -> None:
         from hub.config.issues import format_path
 
-        out.append(ConfigIssue.at(locate(data, path, key=key), message, context=ctx, path=format_path(path[:-1] if key else path)))
+        out.append(
+            ConfigIssue.at(
+                locate(data, path, key=key), message, context=ctx, path=format_path(path[:-1] if key else path)
+            )
+        )
 
     for i, ident in enumerate(model.identity):
         if ident not in fields:
@@ -79,16 +88,22 @@ def check_mapping(model: Mapping, data: PosDict, mappings: dict[str, Mapping], f
     present = [name for name, _ in model.systems.items()]
     owners = [*present, "hub"]
     if model.owner is not None and model.owner not in owners:
-        at(("owner",), f"unknown owner {model.owner!r}{suggest(model.owner, owners)}; expected one of {', '.join(owners)}")
+        at(
+            ("owner",),
+            f"unknown owner {model.owner!r}{suggest(model.owner, owners)}; expected one of {', '.join(owners)}",
+        )
     for fname, fd in model.fields.items():
         if fd.owner is not None and fd.owner not in owners:
-            at(("fields", fname, "owner"),
-               f"unknown owner {fd.owner!r}{suggest(fd.owner, owners)}; expected one of {', '.join(owners)}")
+            at(
+                ("fields", fname, "owner"),
+                f"unknown owner {fd.owner!r}{suggest(fd.owner, owners)}; expected one of {', '.join(owners)}",
+            )
         for kind in ("compute", "template"):
             expr = getattr(fd, kind)
             if expr is not None:
-                for issue in check_names(expr, MAPPING_NAMES, names, locate(data, ("fields", fname, kind)), ctx,
-                                         f"fields.{fname}.{kind}"):
+                for issue in check_names(
+                    expr, MAPPING_NAMES, names, locate(data, ("fields", fname, kind)), ctx, f"fields.{fname}.{kind}"
+                ):
                     out.append(issue)
         if fd.aggregate is not None:
             out.extend(_check_aggregate(model, fname, fd, data, mappings, ctx))
@@ -121,7 +136,9 @@ def _check_aggregate(
     base = ("fields", fname, "aggregate")
 
     def at(step: str, message: str) -> None:
-        out.append(ConfigIssue.at(locate(data, (*base, step)), message, context=ctx, path=f"fields.{fname}.aggregate.{step}"))
+        out.append(
+            ConfigIssue.at(locate(data, (*base, step)), message, context=ctx, path=f"fields.{fname}.aggregate.{step}")
+        )
 
     other = mappings.get(agg.entity)
     if other is None:
@@ -135,8 +152,9 @@ def _check_aggregate(
     if agg.key is not None and agg.key not in model.all_fields():
         at("key", f"unknown field {agg.key!r}{suggest(agg.key, model.all_fields())}")
     if agg.where is not None:
-        for issue in check_names(agg.where, AGGREGATE_NAMES, None, locate(data, (*base, "where")), ctx,
-                                 f"fields.{fname}.aggregate.where"):
+        for issue in check_names(
+            agg.where, AGGREGATE_NAMES, None, locate(data, (*base, "where")), ctx, f"fields.{fname}.aggregate.where"
+        ):
             out.append(issue)
     return out
 
@@ -150,14 +168,19 @@ def check_trigger_keys(raw: PosDict, context: str) -> ConfigIssue | None:
     if len(present) == 1:
         return None
     if len(present) > 1:
-        return ConfigIssue.at(when.kpos[present[1]], f"one trigger per rule, got {', '.join(present)}",
-                              context=context, path="when")
+        return ConfigIssue.at(
+            when.kpos[present[1]], f"one trigger per rule, got {', '.join(present)}", context=context, path="when"
+        )
     for key in when:
         hint = suggest(key, TRIGGER_KEYS)
         if hint:
             return ConfigIssue.at(when.kpos[key], f"unknown trigger {key!r}{hint}", context=context, path="when")
-    return ConfigIssue.at(when.pos, f"a trigger needs one of: {', '.join(TRIGGER_KEYS)}; got {', '.join(when) or 'nothing'}",
-                          context=context, path="when")
+    return ConfigIssue.at(
+        when.pos,
+        f"a trigger needs one of: {', '.join(TRIGGER_KEYS)}; got {', '.join(when) or 'nothing'}",
+        context=context,
+        path="when",
+    )
 
 
 def check_rule_refs(raw: PosDict, model: Rule | None, cfg: Config, context: str) -> list[ConfigIssue]:
@@ -173,7 +196,9 @@ def check_rule_refs(raw: PosDict, model: Rule | None, cfg: Config, context: str)
         out.append(ConfigIssue.at(locate(raw, path), message, context=context, path=format_path(path)))
 
     entity = model.entity
-    entity_key = next((k for k in ("created", "updated", "deleted", "changed") if isinstance(when, dict) and k in when), None)
+    entity_key = next(
+        (k for k in ("created", "updated", "deleted", "changed") if isinstance(when, dict) and k in when), None
+    )
     if entity is not None and entity not in cfg.mappings:
         where: tuple[Any, ...] = ("when", entity_key) if entity_key else ("when", "for_each", "entity")
         if entity in cfg.refused_entities:
@@ -192,16 +217,32 @@ def check_rule_refs(raw: PosDict, model: Rule | None, cfg: Config, context: str)
     if isinstance(w, WebhookTrigger):
         hooks = cfg.rules_file.webhooks
         if w.webhook not in hooks:
-            at(("when", "webhook"), f"unknown webhook {w.webhook!r}{suggest(w.webhook, hooks)}; declare it under 'webhooks:'")
+            at(
+                ("when", "webhook"),
+                f"unknown webhook {w.webhook!r}{suggest(w.webhook, hooks)}; declare it under 'webhooks:'",
+            )
         elif hooks[w.webhook].entity is not None:
             entity = hooks[w.webhook].entity
             fields = list(cfg.mappings[entity].all_fields()) if entity in cfg.mappings else None
     if isinstance(w, CronTrigger | EveryTrigger) and w.for_each is not None and w.for_each.where is not None:
-        out.extend(check_names(w.for_each.where, RULE_NAMES, fields, locate(raw, ("when", "for_each", "where")),
-                               context, "when.for_each.where"))
+        out.extend(
+            check_names(
+                w.for_each.where,
+                RULE_NAMES,
+                fields,
+                locate(raw, ("when", "for_each", "where")),
+                context,
+                "when.for_each.where",
+            )
+        )
+    if model.wait is not None and isinstance(w, CronTrigger | EveryTrigger):
+        at(("wait",), "'wait' applies to record and webhook triggers, not to schedules")
     if model.budget is not None and model.budget not in cfg.rules_file.budgets:
-        at(("budget",), f"unknown budget {model.budget!r}{suggest(model.budget, cfg.rules_file.budgets)}; "
-                        "declare it under 'budgets:'")
+        at(
+            ("budget",),
+            f"unknown budget {model.budget!r}{suggest(model.budget, cfg.rules_file.budgets)}; "
+            "declare it under 'budgets:'",
+        )
     if model.if_ is not None:
         out.extend(check_names(model.if_, RULE_NAMES, fields, locate(raw, ("if",)), context, "if"))
     return out

@@ -136,12 +136,16 @@ def from_errors(
             if valid and not suggest(str(key), valid):
                 msg += f"; expected one of {', '.join(valid)}"
             pos = locate(root, data_loc, key=True)
-            issues.append(ConfigIssue.at(pos, msg, file=file, context=context, path=format_path((*base_path, *data_loc[:-1]))))
+            issues.append(
+                ConfigIssue.at(pos, msg, file=file, context=context, path=format_path((*base_path, *data_loc[:-1])))
+            )
             continue
         if etype == "missing":
             msg = f"missing required key {loc[-1]!r}"
             pos = locate(root, data_loc[:-1])
-            issues.append(ConfigIssue.at(pos, msg, file=file, context=context, path=format_path((*base_path, *data_loc[:-1]))))
+            issues.append(
+                ConfigIssue.at(pos, msg, file=file, context=context, path=format_path((*base_path, *data_loc[:-1])))
+            )
             continue
         if etype == "literal_error":
             expected = err.get("ctx", {}).get("expected", "")
@@ -149,6 +153,8 @@ def from_errors(
             msg = f"expected one of {expected}, got {_short(bad)}{suggest(str(bad), choices)}"
         elif etype.startswith("union_tag") or etype == "invalid_trigger":
             msg = err["msg"]
+        elif etype in _PLAIN:
+            msg = f"{_PLAIN[etype]}, got {_short(bad)}"
         elif etype == "value_error":
             msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
         else:
@@ -158,15 +164,30 @@ def from_errors(
     return _dedupe(issues)
 
 
+_PLAIN = {
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "model_attributes_type": "expected a mapping (key: value)",
+}
+
+
 def _data_loc(root: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop the steps of ``loc`` that are union tags/model names rather than keys in the data."""
     out: list[Any] = []
     node = root
     for step in loc:
-        if isinstance(node, dict) and step in node:
-            out.append(step)
-            node = node[step]
-        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+        in_dict = isinstance(node, dict) and step in node
+        in_list = isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+        if in_dict or in_list:
             out.append(step)
             node = node[step]
         elif isinstance(node, dict) and step == loc[-1]:

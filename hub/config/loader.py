@@ -132,8 +132,12 @@ def _validate_mappings(raw: list[tuple[str, PosDict]], cfg: Config) -> None:
         if model.entity in cfg.mappings:
             first = cfg.mapping_files[model.entity]
             cfg.issues.append(
-                ConfigIssue.at(data.vpos["entity"], f"entity {model.entity!r} is already declared in {first}",
-                               context=context, path="entity")
+                ConfigIssue.at(
+                    data.vpos["entity"],
+                    f"entity {model.entity!r} is already declared in {first}",
+                    context=context,
+                    path="entity",
+                )
             )
             continue
         cfg.mappings[model.entity] = model
@@ -161,7 +165,9 @@ def _load_rules(base: Path, env: AbcMapping[str, str], cfg: Config) -> None:
     if data is None:
         return
     if not isinstance(data, PosDict):
-        cfg.issues.append(ConfigIssue(RULES_FILE, 1, 1, f"expected a mapping with a 'rules:' list, got {type(data).__name__}"))
+        cfg.issues.append(
+            ConfigIssue(RULES_FILE, 1, 1, f"expected a mapping with a 'rules:' list, got {type(data).__name__}")
+        )
         return
     top = PosDict({k: v for k, v in data.items() if k != "rules"})
     top.pos, top.kpos, top.vpos = data.pos, data.kpos, data.vpos
@@ -198,14 +204,20 @@ def _load_rule(index: int, raw: Any, pos: Pos, seen: dict[str, Pos], cfg: Config
     rid = raw.get("id") if isinstance(raw, dict) else None
     context = f"rule {rid!r}" if isinstance(rid, str) else f"rules[{index}]"
     if not isinstance(raw, PosDict):
-        cfg.issues.append(ConfigIssue.at(pos, f"expected a rule (a mapping with id, when, do), got {raw!r}", context=context))
+        cfg.issues.append(
+            ConfigIssue.at(pos, f"expected a rule (a mapping with id, when, do), got {raw!r}", context=context)
+        )
         return None
     before = len(cfg.issues)
     if isinstance(rid, str) and rid in seen:
         first = seen[rid]
         cfg.issues.append(
-            ConfigIssue.at(raw.vpos["id"], f"duplicate rule id {rid!r} (first defined at line {first.line})",
-                           context=context, path="id")
+            ConfigIssue.at(
+                raw.vpos["id"],
+                f"duplicate rule id {rid!r} (first defined at line {first.line})",
+                context=context,
+                path="id",
+            )
         )
     elif isinstance(rid, str):
         seen[rid] = raw.vpos.get("id", pos)

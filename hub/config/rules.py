@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag
 
 from hub.config.types import Cron, Duration, ExprField, Identifier, Strict, TemplateField, TimeZone
 
@@ -116,12 +116,6 @@ class Rule(Strict):
     daily_limit: int | None = Field(None, ge=1, description="At most this many firings per day")
     budget: Identifier | None = Field(None, description="A shared contact budget declared under `budgets:`")
     marketing: bool = Field(False, description="Marketing message: only for contacts who consented")
-
-    @model_validator(mode="after")
-    def _wait_needs_event(self) -> Rule:
-        if self.wait is not None and isinstance(self.when, CronTrigger | EveryTrigger):
-            raise ValueError("'wait' applies to record and webhook triggers, not to schedules")
-        return self
 
     @property
     def entity(self) -> str | None:

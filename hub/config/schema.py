@@ -31,7 +31,10 @@ def _templatable(schema: dict[str, Any]) -> dict[str, Any]:
     for name, prop in list(props.items()):
         if prop.get("type") == "string" and "pattern" not in prop and "enum" not in prop:
             continue
-        props[name] = {"anyOf": [prop, _TEMPLATE], **({"description": prop["description"]} if "description" in prop else {})}
+        props[name] = {
+            "anyOf": [prop, _TEMPLATE],
+            **({"description": prop["description"]} if "description" in prop else {}),
+        }
     return schema
 
 
@@ -91,10 +94,15 @@ def _values(obj_schema: dict[str, Any], value_schema: dict[str, Any]) -> None:
 def mapping_schema() -> dict[str, Any]:
     schema = Mapping.model_json_schema(by_alias=True)
     # The YAML shorthands the loader accepts: `name: string` and `field: System Name`.
-    _values(schema["properties"]["fields"], {"anyOf": [{"$ref": "#/$defs/FieldDef"}, {"enum": list(FIELD_TYPES)}, {"type": "null"}]})
+    _values(
+        schema["properties"]["fields"],
+        {"anyOf": [{"$ref": "#/$defs/FieldDef"}, {"enum": list(FIELD_TYPES)}, {"type": "null"}]},
+    )
     for name, definition in schema["$defs"].items():
         if name.endswith("Target"):
-            _values(definition["properties"]["fields"], {"anyOf": [{"$ref": "#/$defs/SystemField"}, {"type": "string"}]})
+            _values(
+                definition["properties"]["fields"], {"anyOf": [{"$ref": "#/$defs/SystemField"}, {"type": "string"}]}
+            )
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Hub mapping (mappings/<entity>.yaml)"
     return schema

@@ -103,7 +103,9 @@ def _compile_item(
 ) -> Step | None:
     actions = catalogue()
     if not isinstance(item, PosDict) or not item:
-        issues.append(ConfigIssue.at(ipos, f"expected '- <action>: {{arguments}}', got {item!r}", context=context, path=here))
+        issues.append(
+            ConfigIssue.at(ipos, f"expected '- <action>: {{arguments}}', got {item!r}", context=context, path=here)
+        )
         return None
     if "if" in item:
         return _compile_branch(item, here, cfg, model, fields, context, issues)
@@ -122,7 +124,9 @@ def _compile_item(
     args = item[name] if item[name] is not None else PosDict()
     apos = item.vpos[name]
     if not isinstance(args, dict):
-        issues.append(ConfigIssue.at(apos, f"arguments of {name!r} must be a mapping, got {args!r}", context=context, path=here))
+        issues.append(
+            ConfigIssue.at(apos, f"arguments of {name!r} must be a mapping, got {args!r}", context=context, path=here)
+        )
         return None
     errors = static_errors(spec, args)
     if errors:
@@ -146,8 +150,14 @@ def _compile_branch(
     before = len(issues)
     for key in item:
         if key not in BRANCH_KEYS:
-            issues.append(ConfigIssue.at(item.kpos[key], f"unknown key {key!r} in a branch{suggest(key, BRANCH_KEYS)}; "
-                                         "expected if, then, else", context=context, path=here))
+            issues.append(
+                ConfigIssue.at(
+                    item.kpos[key],
+                    f"unknown key {key!r} in a branch{suggest(key, BRANCH_KEYS)}; expected if, then, else",
+                    context=context,
+                    path=here,
+                )
+            )
     cond: Expression | None = None
     try:
         cond = Expression(item["if"] if not isinstance(item["if"], bool) else str(item["if"]).lower())
@@ -156,7 +166,9 @@ def _compile_branch(
     if cond is not None:
         issues.extend(check_names(cond, RULE_NAMES, fields, item.vpos["if"], context, f"{here}.if"))
     if "then" not in item:
-        issues.append(ConfigIssue.at(item.kpos["if"], "a branch needs 'then:' (a list of actions)", context=context, path=here))
+        issues.append(
+            ConfigIssue.at(item.kpos["if"], "a branch needs 'then:' (a list of actions)", context=context, path=here)
+        )
         return None
     then = compile_steps(item["then"], item.vpos["then"], cfg, model, context, issues, f"{here}.then")
     else_ = (

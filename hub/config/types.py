@@ -17,7 +17,9 @@ from hub.expr import Expression, Template, format_duration, parse_duration
 class Strict(BaseModel):
     """Unknown keys are refused; values are not coerced across types silently."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, arbitrary_types_allowed=True, frozen=False)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, arbitrary_types_allowed=True, coerce_numbers_to_str=True
+    )
 
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -103,7 +105,9 @@ def _cron(value: Any) -> str:
     return value
 
 
-Cron = Annotated[str, BeforeValidator(_cron), WithJsonSchema({"type": "string", "description": "cron: m h dom mon dow"})]
+Cron = Annotated[
+    str, BeforeValidator(_cron), WithJsonSchema({"type": "string", "description": "cron: m h dom mon dow"})
+]
 
 
 def _timezone(value: Any) -> str:

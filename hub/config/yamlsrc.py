@@ -114,7 +114,7 @@ def load_text(text: str, filename: str) -> Any:
 
     Loader.filename = filename
     try:
-        return yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=Loader)
     except YamlSyntaxError:
         raise
     except yaml.MarkedYAMLError as exc:

@@ -61,16 +61,18 @@ def dry_run(cfg: Config, rule_id: str, record: dict[str, Any], event: dict[str, 
         return verdict(False, "rule is disabled")
     if changes and model.entity is not None:
         ev = evaluate.RecordEvent(
-            kind=str(event.get("kind", "updated")), entity=model.entity, key="dry-run",
+            kind=str(event.get("kind", "updated")),
+            entity=model.entity,
+            key="dry-run",
             changes={k: (v[0], v[1]) for k, v in changes.items()},
         )
         if not evaluate.trigger_matches(rule, ev):
             return verdict(False, "the event does not match the trigger")
     try:
         w = model.when
-        if isinstance(w, CronTrigger | EveryTrigger) and w.for_each is not None and w.for_each.where is not None:
-            if not bool(w.for_each.where(ctx)):
-                return verdict(False, "for_each.where is false for this record")
+        scan = w.for_each if isinstance(w, CronTrigger | EveryTrigger) else None
+        if scan is not None and scan.where is not None and not bool(scan.where(ctx)):
+            return verdict(False, "for_each.where is false for this record")
         if not evaluate.condition(rule, ctx):
             return verdict(False, "condition is false")
         if rule.marketing and model.entity is not None:

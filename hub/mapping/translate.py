@@ -120,9 +120,7 @@ def from_system(mapping: Mapping, system: str, record: Record, *, region: str | 
     return Decoded(out, problems)
 
 
-def to_system(
-    mapping: Mapping, system: str, values: dict[str, Any], *, only: set[str] | None = None
-) -> dict[str, Any]:
+def to_system(mapping: Mapping, system: str, values: dict[str, Any], *, only: set[str] | None = None) -> dict[str, Any]:
     """System fields for the canonical ``values`` (restricted to ``only`` if given)."""
     target = getattr(mapping.systems, system)
     fields = mapping.all_fields()
