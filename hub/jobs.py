@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import redis
 from rq import Queue, Retry, get_current_job
+from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
 from hub.errors import ConfigError, HubError, PermanentError, TransientError
@@ -87,12 +88,16 @@ def enqueue(
     at_front: bool = False,
     timeout: int = DEFAULT_TIMEOUT,
     retry_intervals: list[int] | None = None,
+    unique: bool = False,
+    pipeline: Any = None,
     **kwargs: Any,
 ) -> Job | None:
     """Enqueue ``func`` (now, or ``at`` a time) with JSON-only arguments and the retry policy.
 
     With ``job_id`` and ``unique_for`` (seconds), the same id enqueued again within that time
-    is a no-op returning None: rq alone would queue the id twice and run it twice.
+    is a no-op returning None: rq alone would queue the id twice and run it twice. With
+    ``unique``, rq refuses atomically while a job of that id exists (also returns None).
+    ``pipeline`` puts the enqueue in the caller's transaction.
     """
     name = func if isinstance(func, str) else f"{func.__module__}.{func.__qualname__}"
     check_json(args, kwargs, name)
@@ -111,10 +116,15 @@ def enqueue(
         "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
         "result_ttl": 3600,
         "failure_ttl": 30 * 86400,
+        "pipeline": pipeline,
+        "unique": unique,
     }
-    if at is not None:
-        return q.enqueue_at(at, name, **options)
-    return q.enqueue(name, at_front=at_front, **options)
+    try:
+        if at is not None:
+            return q.enqueue_at(at, name, **options)
+        return q.enqueue(name, at_front=at_front, **options)
+    except DuplicateJobError:
+        return None
 
 
 def hub_job(fn: F) -> F:

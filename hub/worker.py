@@ -48,5 +48,10 @@ def run(
         len(cfg.rules),
         len(cfg.refused_rules),
     )
+    from hub.engine import waits
+
+    released = waits.release(runtime.redis)  # waits that came due while no worker ran: fire them now (once)
+    if released:
+        logging.getLogger("hub.worker").info("released %d wait(s) that came due while workers were down", released)
     worker = build(runtime.redis, queue_names, name)
     return bool(worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=logging_level))

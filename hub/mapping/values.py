@@ -79,7 +79,8 @@ def _datetime(value: Any, tz: str | None) -> datetime:
             raise ValueProblem(f"expected an ISO date/time like 2026-01-14T09:30:00Z, got {value!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone)
-    return dt.astimezone(UTC)
+    # Millisecond precision: what every system keeps, so a value survives a round trip unchanged.
+    return dt.astimezone(UTC).replace(microsecond=dt.microsecond // 1000 * 1000)
 
 
 def _date(value: Any, tz: str | None) -> date:

@@ -1,0 +1,99 @@
+"""Guards and the firing decision, taken once per trigger occurrence.
+
+One Lua script checks cooldown, daily limit and contact budget, and — only if all pass — consumes
+them and stores the decision with its planned actions. A retried or duplicated job finds the
+stored decision and executes the same plan: guards are never consumed twice, and a firing that was
+decided is never dropped half-way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis
+
+DECISION_TTL = 35 * 86400
+
+_DECIDE = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+local now = tonumber(ARGV[2])
+local function skip(reason)
+  local d = cjson.encode({fire = false, reason = reason})
+  redis.call('SET', KEYS[1], d, 'EX', ARGV[8])
+  return d
+end
+if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return skip('cooldown') end
+if KEYS[3] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[4]) then
+  return skip('daily_limit')
+end
+if KEYS[4] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[7]))
+  if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then return skip('budget') end
+end
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[3]) end
+if KEYS[3] ~= '' then
+  redis.call('INCR', KEYS[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[5])
+end
+if KEYS[4] ~= '' then
+  redis.call('ZADD', KEYS[4], now, ARGV[9])
+  redis.call('EXPIRE', KEYS[4], math.ceil(tonumber(ARGV[7])) + 60)
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[8])
+return ARGV[1]
+"""
+
+
+@dataclass
+class Guarded:
+    fire: bool
+    reason: str
+    plan: list[dict[str, Any]]
+
+
+class Guards:
+    def __init__(self, conn: redis.Redis) -> None:
+        self.conn = conn
+        self._decide = conn.register_script(_DECIDE)
+
+    def decide(
+        self,
+        *,
+        rule_id: str,
+        occurrence: str,
+        record: str,
+        plan: list[dict[str, Any]],
+        now: datetime,
+        timezone: str,
+        cooldown_s: int | None,
+        daily_limit: int | None,
+        budget: tuple[str, int, int] | None,  # (name, max, window seconds)
+    ) -> Guarded:
+        local_day = now.astimezone(ZoneInfo(timezone)).date().isoformat()
+        keys = [
+            f"hub:decision:{rule_id}:{occurrence}",
+            f"hub:cooldown:{rule_id}:{record}" if cooldown_s else "",
+            f"hub:daily:{rule_id}:{local_day}" if daily_limit else "",
+            f"hub:budget:{budget[0]}:{record}" if budget else "",
+        ]
+        args = [
+            json.dumps({"fire": True, "reason": "fired", "plan": plan}),
+            f"{now.timestamp():.3f}",
+            cooldown_s or 0,
+            daily_limit or 0,
+            2 * 86400,
+            budget[1] if budget else 0,
+            budget[2] if budget else 0,
+            DECISION_TTL,
+            f"{rule_id}:{occurrence}",
+        ]
+        raw = json.loads(self._decide(keys=keys, args=args))
+        return Guarded(bool(raw.get("fire")), str(raw.get("reason", "")), list(raw.get("plan") or []))
+
+    def forget(self, rule_id: str, occurrence: str) -> None:
+        self.conn.delete(f"hub:decision:{rule_id}:{occurrence}")

@@ -1,0 +1,56 @@
+"""Run history: every rule evaluation (rule, record, trigger, decision, actions, duration), capped.
+
+Records are named by a hash of their key and their system ids — never an email or a phone — so
+the history can be shown and shipped without personal data. ``hub runs`` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from hub.engine.entities import key_hash
+
+ALL = "hub:runs"
+CAP_ALL = 20000
+CAP_RULE = 2000
+CAP_RECORD = 200
+
+
+def record(conn: redis.Redis | Any, entry: dict[str, Any]) -> None:
+    """Append ``entry`` (with ``rule`` and ``record`` hash) to the capped lists; ``conn`` may be a pipeline."""
+    text = json.dumps(entry, default=str, ensure_ascii=False)
+    pipe = conn.pipeline(transaction=False) if isinstance(conn, redis.Redis) else conn
+    pipe.lpush(ALL, text)
+    pipe.ltrim(ALL, 0, CAP_ALL - 1)
+    pipe.lpush(f"{ALL}:rule:{entry['rule']}", text)
+    pipe.ltrim(f"{ALL}:rule:{entry['rule']}", 0, CAP_RULE - 1)
+    if entry.get("record"):
+        pipe.lpush(f"{ALL}:rec:{entry['record']}", text)
+        pipe.ltrim(f"{ALL}:rec:{entry['record']}", 0, CAP_RECORD - 1)
+    if pipe is not conn:
+        pipe.execute()
+
+
+def read(
+    conn: redis.Redis, *, rule: str | None = None, record_key: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Newest first. ``record_key`` may be the record's key (``email:...``) or its hash."""
+    if record_key:
+        h = record_key if ":" not in record_key else key_hash(record_key)
+        name = f"{ALL}:rec:{h}"
+    elif rule:
+        name = f"{ALL}:rule:{rule}"
+    else:
+        name = ALL
+    out = []
+    for raw in conn.lrange(name, 0, max(limit * 4, limit) - 1):
+        entry = json.loads(raw)
+        if rule and entry.get("rule") != rule:
+            continue
+        out.append(entry)
+        if len(out) >= limit:
+            break
+    return out

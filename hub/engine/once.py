@@ -1,0 +1,52 @@
+"""Exactly-once execution of one action, keyed by (rule, record, occurrence, step).
+
+``done`` keys make a retried or duplicated job skip what already happened; a short ``running``
+lease stops two workers from performing the same action at once. The crash window left (a worker
+killed after the vendor accepted the call, before ``done`` was written) is closed by each action
+carrying the same key to the vendor where it can be checked: HubSpot objects are upserted on a
+``hub_action_key`` property, Mailchimp events are looked up by it, outbound webhooks reuse it as
+``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from hub.errors import TransientError
+
+DONE_TTL = 35 * 86400
+LEASE_MS = 120_000
+
+
+def action_key(rule_id: str, occurrence: str, step: str) -> str:
+    return hashlib.sha256(f"{rule_id}\x1f{occurrence}\x1f{step}".encode()).hexdigest()[:32]
+
+
+def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None]) -> tuple[str, Any]:
+    """Run ``fn`` unless it already ran for ``key``. Returns ("done" | "already", result)."""
+    name = f"hub:act:{key}"
+    raw = conn.get(name)
+    if raw is not None and raw.startswith(b"done:"):
+        return "already", json.loads(raw[5:])
+    token = f"run:{uuid.uuid4().hex}"
+    if not conn.set(name, token, nx=True, px=LEASE_MS):
+        raw = conn.get(name)
+        if raw is not None and raw.startswith(b"done:"):
+            return "already", json.loads(raw[5:])
+        ttl = conn.pttl(name)
+        raise TransientError("the same action is running on another worker", retry_after=max(ttl, 1000) / 1000)
+    try:
+        result = fn() or {}
+    except BaseException:
+        # Not done: let a retry run it again (only if the lease is still ours).
+        if conn.get(name) == token.encode():
+            conn.delete(name)
+        raise
+    conn.set(name, "done:" + json.dumps(result, default=str), ex=DONE_TTL)
+    return "done", result

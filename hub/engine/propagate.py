@@ -1,0 +1,140 @@
+"""Writing agreed changes to the other systems, batched, and repairing refused edits.
+
+A propagation job carries, per record, the changed canonical values. Before writing it checks
+that each value is still the agreed one (a newer change may have overtaken it, jobs can run out
+of order on many workers); a record with no counterpart yet is upserted on its identity field,
+so a retried job finds the record it created instead of creating a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from connectors.base import Write
+from hub import clock
+from hub.engine.entities import collection, collection_id, identity_field
+from hub.engine.state import FieldObs, RecordState, fingerprint
+from hub.engine.sync import _outbox_name, drain
+from hub.jobs import hub_job
+from hub.mapping.translate import from_system, normalize, system_field, to_system
+from hub.runtime import Runtime
+
+log = logging.getLogger("hub.sync")
+
+
+def split_key(key: str) -> tuple[str, str]:
+    name, _, value = key.partition(":")
+    return name, value
+
+
+def firestore_doc_id(key: str) -> str:
+    """A stable document id for a record first written to Firestore by the hub."""
+    return "hub-" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+@hub_job
+def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str, int]:
+    rt = Runtime.current()
+    cfg = rt.config
+    mapping = cfg.mappings.get(entity)
+    if mapping is None or getattr(mapping.systems, target, None) is None:
+        log.warning("propagate: %s is no longer mapped to %s; %d item(s) dropped", entity, target, len(items))
+        return {"dropped": len(items)}
+    state = RecordState(rt.redis)
+    coll = collection(mapping, target)
+    coll_id = collection_id(target, coll)
+    connector = rt.connector(target)
+    writes: list[Write] = []
+    keys: list[str] = []
+    stale = 0
+    for it in items:
+        key, values = it["key"], it["values"]
+        current = state.fingerprints(entity, key, list(values))
+        send = {n: v for n, v in values.items() if current.get(n) == fingerprint(v)}
+        stale += len(values) - len(send)
+        ids = state.ids(entity, key)
+        target_id = ids.get(target)
+        if not send and target_id:
+            continue
+        typed = normalize(mapping, send).values
+        fields = to_system(mapping, target, typed)
+        if target_id:
+            writes.append(Write(fields, id=target_id))
+        else:
+            ident_name, ident_value = split_key(key)
+            sf = system_field(mapping, target, ident_name)
+            if sf is not None and ident_value and not ident_name.endswith("_id"):
+                ident_typed = normalize(mapping, {ident_name: ident_value}).values
+                fields.update(to_system(mapping, target, ident_typed, only={ident_name}))
+                writes.append(Write(fields, match=sf))
+            elif target == "firestore":
+                writes.append(Write(fields, id=firestore_doc_id(key)))
+            elif (ident := identity_field(mapping, target)) is not None and typed.get(ident[0]) is not None:
+                writes.append(Write(fields, match=ident[1]))
+            else:
+                log.warning("propagate: %s record has no identity %s can match on; not created there", entity, target)
+                continue
+        keys.append(key)
+    if not writes:
+        return {"written": 0, "stale": stale}
+    written = connector.upsert_many(coll, writes)
+    links = 0
+    outbox = _outbox_name()
+    now_ms = int(clock.now().timestamp() * 1000)
+    id_field = f"{target}_id"
+    for key, write, rec in zip(keys, writes, written, strict=True):
+        if write.id == rec.id:
+            continue
+        links += 1
+        item = {
+            "entity": entity,
+            "system": target,
+            "id": rec.id,
+            "kind": "link",
+            "key": key,
+            "values": {id_field: rec.id},
+            "at_ms": now_ms,
+        }
+        state.apply(
+            entity, key, target, coll_id, rec.id, now_ms, [FieldObs(id_field, rec.id, "own")], outbox=outbox, item=item
+        )
+    if links:
+        drain(rt, outbox)
+    return {"written": len(written), "stale": stale, "linked": links}
+
+
+@hub_job
+def repair(conflicts: list[dict[str, Any]]) -> dict[str, int]:
+    """Put the agreed value back where a system was edited against the ownership rules."""
+    rt = Runtime.current()
+    cfg = rt.config
+    state = RecordState(rt.redis)
+    repaired = 0
+    for c in conflicts:
+        mapping = cfg.mappings.get(c["entity"])
+        if mapping is None:
+            continue
+        entity, key, name, edited = c["entity"], c["key"], c["field"], c["system"]
+        agreed = state.fingerprints(entity, key, [name]).get(name)
+        ids = state.ids(entity, key)
+        value, found = None, False
+        for system, _ in mapping.systems.items():
+            if system == edited or system not in ids or system_field(mapping, system, name) is None:
+                continue
+            rec = rt.connector(system).get(collection(mapping, system), ids[system])
+            if rec is None:
+                continue
+            candidate = from_system(mapping, system, rec).values.get(name)
+            if fingerprint(candidate) == agreed:
+                value, found = candidate, True
+                break
+        if not found or edited not in ids:
+            log.info("repair: no system holds the agreed %s.%s any more; left as is", entity, name)
+            continue
+        fields = to_system(mapping, edited, {name: value}, only={name})
+        if fields:
+            rt.connector(edited).upsert_many(collection(mapping, edited), [Write(fields, id=ids[edited])])
+            repaired += 1
+    return {"repaired": repaired}

@@ -1,0 +1,285 @@
+"""Running rules: record events and webhooks in, waits scheduled, guarded firings executed once.
+
+Each firing is isolated: an expression error is recorded and the batch goes on; an action that
+fails moves its firing to a job of its own (retried with backoff if transient, kept in the failed
+registry with its reason if permanent) so one bad action never holds back other records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from hub import clock, jobs
+from hub.config.loader import CompiledRule, Config
+from hub.config.rules import WebhookTrigger
+from hub.engine import evaluate, history, waits
+from hub.engine.entities import key_hash
+from hub.engine.evaluate import RecordEvent
+from hub.engine.guards import Guards
+from hub.engine.live import LiveContext
+from hub.engine.once import action_key, run_once
+from hub.engine.record import assemble
+from hub.errors import ExpressionError, HubError, TransientError
+from hub.expr import parse_duration
+from hub.jobs import hub_job
+from hub.mapping.values import to_json
+from hub.runtime import Runtime
+
+log = logging.getLogger("hub.rules")
+FIRING_JOB = "hub.engine.rules.run_firing"
+
+
+@hub_job
+def run_events(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Rules for a batch of record events (from sync)."""
+    from hub.engine.replay import remember
+
+    rt = Runtime.current()
+    remember(rt.redis, events, clock.now())
+    counts: dict[str, int] = {}
+    for ev in events:
+        for outcome in handle_record_event(rt, ev):
+            counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
+
+
+def handle_record_event(rt: Runtime, ev_json: dict[str, Any]) -> list[str]:
+    cfg = rt.config
+    entity = ev_json["entity"]
+    ev = RecordEvent(
+        kind=ev_json["kind"],
+        entity=entity,
+        key=ev_json.get("key") or "",
+        changes={k: (v[0], v[1]) for k, v in (ev_json.get("changes") or {}).items()},
+        occurrence=ev_json["occurrence"],
+    )
+    if ev.kind == "deleted":
+        waits.cancel_for_record(rt.redis, entity, ev.key)
+    matching = [r for r in cfg.rules.values() if r.model.enabled and evaluate.trigger_matches(r, ev)]
+    if not matching:
+        return []
+    record = (
+        None
+        if ev.kind == "deleted"
+        else assemble(rt, entity, ev.key, ev_json.get("values") or {}, ev_json.get("system"))
+    )
+    outcomes = []
+    event = {"kind": ev.kind, "changes": ev_json.get("changes") or {}, "system": ev_json.get("system")}
+    for rule in matching:
+        if rule.model.wait is not None:
+            outcomes.append(waits.schedule(rt, rule, ev_json, record))
+            continue
+        outcomes.append(
+            fire(rt, rule, record, event, ev.occurrence, entity=entity, key=ev.key, changed=list(ev.changes))
+        )
+    return outcomes
+
+
+def fire(
+    rt: Runtime,
+    rule: CompiledRule,
+    record: dict[str, Any] | None,
+    event: dict[str, Any],
+    occurrence: str,
+    *,
+    entity: str | None,
+    key: str | None,
+    changed: list[str] | None = None,
+    isolated: bool = False,
+) -> str:
+    """Evaluate and (once) execute ``rule`` for one trigger occurrence. Returns the outcome name."""
+    cfg = rt.config
+    started = time.monotonic()
+    entry: dict[str, Any] = {
+        "at": to_json(clock.now()),
+        "rule": rule.id,
+        "entity": entity,
+        "record": key_hash(key) if key else None,
+        "trigger": event.get("kind") or event.get("type"),
+        "occurrence": occurrence[-24:],
+    }
+
+    def done(decision: str, reason: str, **extra: Any) -> str:
+        entry.update(decision=decision, reason=reason, ms=round((time.monotonic() - started) * 1000, 2), **extra)
+        history.record(rt.redis, entry)
+        return decision
+
+    ctx = evaluate.context(rule, record, event, changed, cfg.rules_file.templates)
+    guards = Guards(rt.redis)
+    try:
+        if not evaluate.condition(rule, ctx):
+            return done("skipped", "condition is false")
+        if rule.marketing and not _consents(cfg, entity, record):
+            return done("skipped", "no marketing consent")
+        plan = [a.as_json() for a in evaluate.plan(rule, ctx)]
+    except ExpressionError as exc:
+        log.warning("%s", exc)
+        return done("error", str(exc))
+    m = rule.model
+    budget = None
+    if m.budget is not None and m.budget in cfg.rules_file.budgets:
+        b = cfg.rules_file.budgets[m.budget]
+        budget = (m.budget, b.max, int(b.per.total_seconds()))
+    decision = guards.decide(
+        rule_id=rule.id,
+        occurrence=occurrence,
+        record=key_hash(key) if key else "-",
+        plan=plan,
+        now=clock.now(),
+        timezone=cfg.rules_file.settings.timezone,
+        cooldown_s=int(m.cooldown.total_seconds()) if m.cooldown else None,
+        daily_limit=m.daily_limit,
+        budget=budget,
+    )
+    if not decision.fire:
+        return done("skipped", decision.reason)
+    results = []
+    for planned in decision.plan:
+        step = planned["step"]
+        spec = _spec(rule, step)
+        if spec is None:
+            results.append({"step": step, "action": planned["action"], "outcome": "skipped (step removed from config)"})
+            continue
+        akey = action_key(rule.id, occurrence, step)
+        live = LiveContext(rt, rule_id=rule.id, entity=entity, record=record, event=event, key=akey, record_key=key)
+        args = spec.args.model_validate(planned["args"])
+        try:
+            status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))
+        except HubError as exc:
+            results.append({"step": step, "action": planned["action"], "outcome": "failed", "error": str(exc)})
+            if isolated:
+                done("failed", str(exc), actions=results)
+                raise
+            _isolate(rt, rule, record, event, occurrence, entity, key, changed, exc)
+            return done("failed", str(exc), actions=results)
+        results.append({"step": step, "action": planned["action"], "outcome": status})
+    return done("fired", decision.reason, actions=results)
+
+
+def _spec(rule: CompiledRule, step: str) -> Any:
+    from hub.config.steps import walk
+
+    for s in walk(rule.steps):
+        if s.path == step:
+            return s.spec
+    return None
+
+
+def _consents(cfg: Config, entity: str | None, record: dict[str, Any] | None) -> bool:
+    if entity is None or record is None:
+        return True
+    consent = cfg.mapping(entity).consent
+    return consent is None or record.get(consent) is True
+
+
+def _isolate(
+    rt: Runtime,
+    rule: CompiledRule,
+    record: dict[str, Any] | None,
+    event: dict[str, Any],
+    occurrence: str,
+    entity: str | None,
+    key: str | None,
+    changed: list[str] | None,
+    exc: HubError,
+) -> None:
+    """Give a failed firing its own job: retried (transient) or parked in the failed registry (permanent)."""
+    delay = exc.retry_after if isinstance(exc, TransientError) and exc.retry_after else 2
+    at = clock.now() if not isinstance(exc, TransientError) else None
+    jobs.enqueue(
+        rt.redis,
+        FIRING_JOB,
+        rule.id,
+        to_json(record),
+        event,
+        occurrence,
+        entity,
+        key,
+        changed or [],
+        job_id=f"firing-{action_key(rule.id, occurrence, 'job')}",
+        unique=True,
+        at=None if at is not None else _in(delay),
+    )
+
+
+def _in(seconds: float) -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+@hub_job
+def run_firing(
+    rule_id: str,
+    record: dict[str, Any] | None,
+    event: dict[str, Any],
+    occurrence: str,
+    entity: str | None,
+    key: str | None,
+    changed: list[str],
+) -> str:
+    """One firing on its own (after a failure): errors propagate so rq retries or parks it."""
+    rt = Runtime.current()
+    rule = rt.config.rules.get(rule_id)
+    if rule is None:
+        return "rule no longer exists"
+    typed = record
+    if entity is not None and record is not None:
+        from hub.mapping.translate import normalize
+
+        typed = normalize(rt.config.mapping(entity), record).values
+    return fire(rt, rule, typed, event, occurrence, entity=entity, key=key, changed=changed, isolated=True)
+
+
+def handle_webhook(rt: Runtime, name: str, payload: dict[str, Any], msg_id: str) -> list[str]:
+    """Rules triggered by the generic inbound webhook ``name``."""
+    cfg = rt.config
+    hook = cfg.rules_file.webhooks.get(name)
+    outcomes = []
+    for rule in cfg.rules.values():
+        w = rule.model.when
+        if not (rule.model.enabled and isinstance(w, WebhookTrigger) and w.webhook == name):
+            continue
+        record, entity, key = None, None, None
+        if hook is not None and hook.entity and hook.match:
+            entity = hook.entity
+            value = payload.get(hook.match)
+            if value not in (None, ""):
+                from hub.engine.record import find_record
+
+                key, record = find_record(rt, entity, hook.match, value)
+        event = {"kind": "webhook", "type": name, "data": payload, "id": msg_id}
+        occurrence = f"webhook:{name}:{msg_id}"
+        if rule.model.wait is not None:
+            ev_json = {
+                "entity": entity,
+                "key": key,
+                "kind": "webhook",
+                "occurrence": occurrence,
+                "event": event,
+                "values": to_json(record) if record else {},
+            }
+            outcomes.append(waits.schedule(rt, rule, ev_json, record))
+            continue
+        outcomes.append(fire(rt, rule, record, event, occurrence, entity=entity, key=key))
+    return outcomes
+
+
+def occurrence_for_tick(rule: CompiledRule, now: Any) -> str:
+    """The schedule slot a scheduled run belongs to, so a duplicate cron enqueue does nothing twice."""
+    from croniter import croniter
+
+    w = rule.model.when
+    cron = getattr(w, "cron", None)
+    if cron:
+        slot = (
+            croniter(cron, now).get_prev(type(now))
+            if not croniter.match(cron, now)
+            else now.replace(second=0, microsecond=0)
+        )
+        return f"tick:{slot.isoformat()}"
+    every = getattr(w, "every", None) or parse_duration("1d")
+    seconds = max(int(every.total_seconds()), 1)
+    return f"tick:{int(now.timestamp()) // seconds * seconds}"

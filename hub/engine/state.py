@@ -1,0 +1,242 @@
+"""Per-record bookkeeping in Redis: what the hub last agreed each field is, never the data itself.
+
+For each record (entity + key) a hash holds, per field, a fingerprint of the agreed value and the
+source time it was set; the record's id in each system; a version. Values themselves are kept only
+for fields whose *previous* value a rule asks about (``changed: ... from:``).
+
+Applying what a system reports is one Lua script: fields whose fingerprint differs are changes
+(accepted or refused by ownership and time), and the result is pushed to the running job's
+*outbox* in the same atomic step — so a worker killed right after can never lose a change it
+already recorded: the retried job drains the outbox first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from hub.errors import TransientError
+from hub.mapping.values import to_json
+
+STATE_TTL = 400 * 86400  # a record untouched for this long is forgotten (re-seen as new)
+OUTBOX_TTL = 7 * 86400
+
+
+def fingerprint(value: Any) -> str:
+    text = json.dumps(to_json(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def state_key(entity: str, key: str) -> str:
+    return f"hub:r:{entity}:{key}"
+
+
+def index_key(system: str, coll: str, record_id: str) -> str:
+    return f"hub:x:{system}:{coll}:{record_id}"
+
+
+_APPLY = """
+local fields = cjson.decode(ARGV[4])
+local ts = tonumber(ARGV[3])
+local existed = redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], 'ver') == 1
+local changed, conflicts = {}, {}
+for _, f in ipairs(fields) do
+  local name, fp, mode, tracked = f[1], f[2], f[3], f[4]
+  local cur = redis.call('HGET', KEYS[1], 'f:' .. name)
+  if cur ~= fp then
+    local accept, reason = false, ''
+    if not cur or mode == 'own' then
+      accept = true
+    elseif mode == 'shared' then
+      local t = tonumber(redis.call('HGET', KEYS[1], 't:' .. name) or '0')
+      if ts >= t then accept = true else reason = 'older' end
+    else
+      reason = mode
+    end
+    if accept then
+      local old = ''
+      if tracked ~= false then
+        old = redis.call('HGET', KEYS[1], 'v:' .. name) or ''
+        redis.call('HSET', KEYS[1], 'v:' .. name, tracked)
+      end
+      redis.call('HSET', KEYS[1], 'f:' .. name, fp, 't:' .. name, ts)
+      table.insert(changed, {name, old, cur and 1 or 0})
+    else
+      table.insert(conflicts, {name, reason})
+    end
+  end
+end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'id:' .. ARGV[1], ARGV[2])
+  redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[7])
+end
+local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+if #changed > 0 or not existed then
+  ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+local result = cjson.encode({created = not existed, version = ver, changed = changed, conflicts = conflicts})
+if KEYS[3] ~= '' and (#changed > 0 or #conflicts > 0 or not existed) then
+  redis.call('RPUSH', KEYS[3], cjson.encode({item = cjson.decode(ARGV[5]), result = cjson.decode(result)}))
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
+end
+return result
+"""
+
+_DELETE = """
+local key = redis.call('GET', KEYS[2])
+if not key then return '' end
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[3], 'id:' .. ARGV[1])
+local ver = redis.call('HINCRBY', KEYS[3], 'ver', 1)
+local item = cjson.decode(ARGV[2])
+item['key'] = key
+if KEYS[1] ~= '' then
+  redis.call('RPUSH', KEYS[1], cjson.encode({item = item, result = {deleted = true, version = ver}}))
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return key
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass
+class FieldObs:
+    """One field as a system reports it."""
+
+    name: str
+    value: Any
+    mode: str  # own | shared | deny:<owner>
+    tracked: bool = False
+
+
+@dataclass
+class Applied:
+    created: bool
+    version: int
+    changed: list[tuple[str, Any, bool]] = field(default_factory=list)  # (field, old value if tracked, had a value)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _decode_applied(raw: dict[str, Any]) -> Applied:
+    changed = []
+    for name, old, had in raw.get("changed") or []:
+        changed.append((name, json.loads(old) if old else None, bool(had)))
+    conflicts = [(n, r) for n, r in (raw.get("conflicts") or [])]
+    return Applied(bool(raw.get("created")), int(raw.get("version") or 0), changed, conflicts)
+
+
+class RecordState:
+    """The Redis side of sync for one process (scripts registered once)."""
+
+    def __init__(self, conn: redis.Redis) -> None:
+        self.conn = conn
+        self._apply = conn.register_script(_APPLY)
+        self._delete = conn.register_script(_DELETE)
+        self._unlock = conn.register_script(_UNLOCK)
+
+    def apply(
+        self,
+        entity: str,
+        key: str,
+        system: str,
+        coll_id: str,
+        record_id: str,
+        source_ms: int,
+        fields: Sequence[FieldObs],
+        *,
+        outbox: str = "",
+        item: dict[str, Any] | None = None,
+    ) -> Applied:
+        payload = [
+            [f.name, fingerprint(f.value), f.mode, json.dumps(to_json(f.value)) if f.tracked else False] for f in fields
+        ]
+        raw = self._apply(
+            keys=[state_key(entity, key), index_key(system, coll_id, record_id), outbox],
+            args=[
+                system,
+                record_id,
+                source_ms,
+                json.dumps(payload),
+                json.dumps(item or {}),
+                key,
+                STATE_TTL,
+                OUTBOX_TTL,
+            ],
+        )
+        return _decode_applied(json.loads(raw))
+
+    def delete(
+        self,
+        entity: str,
+        system: str,
+        coll_id: str,
+        record_id: str,
+        *,
+        outbox: str = "",
+        item: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Forget the system's record; returns the record key it had (None if never seen)."""
+        idx = index_key(system, coll_id, record_id)
+        key = self.conn.get(idx)
+        if key is None:
+            return None
+        skey = state_key(entity, key.decode())
+        out = self._delete(keys=[outbox, idx, skey], args=[system, json.dumps(item or {}), OUTBOX_TTL])
+        return out.decode() if out else None
+
+    def ids(self, entity: str, key: str) -> dict[str, str]:
+        raw = self.conn.hgetall(state_key(entity, key))
+        return {k.decode()[3:]: v.decode() for k, v in raw.items() if k.startswith(b"id:")}
+
+    def key_for(self, system: str, coll_id: str, record_id: str) -> str | None:
+        raw = self.conn.get(index_key(system, coll_id, record_id))
+        return raw.decode() if raw else None
+
+    def fingerprints(self, entity: str, key: str, names: Sequence[str]) -> dict[str, str | None]:
+        if not names:
+            return {}
+        raw = self.conn.hmget(state_key(entity, key), [f"f:{n}" for n in names])
+        return {n: (v.decode() if v else None) for n, v in zip(names, raw, strict=True)}
+
+    def link(self, entity: str, key: str, system: str, coll_id: str, record_id: str) -> None:
+        with self.conn.pipeline() as pipe:
+            pipe.hset(state_key(entity, key), f"id:{system}", record_id)
+            pipe.set(index_key(system, coll_id, record_id), key, ex=STATE_TTL)
+            pipe.execute()
+
+    # -- locks ----------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, names: Sequence[str], *, ttl_ms: int = 30000, wait: float = 20.0) -> Iterator[None]:
+        """Hold the record locks ``names`` (taken in sorted order, so two batches cannot deadlock)."""
+        token = uuid.uuid4().hex
+        held: list[str] = []
+        try:
+            for name in sorted(set(names)):
+                key = f"hub:lock:{name}"
+                deadline = time.monotonic() + wait
+                while not self.conn.set(key, token, nx=True, px=ttl_ms):
+                    if time.monotonic() > deadline:
+                        raise TransientError(f"record {name} is locked by another worker", retry_after=1)
+                    time.sleep(0.005)
+                held.append(key)
+            yield
+        finally:
+            for key in held:
+                self._unlock(keys=[key], args=[token])
+
+    # -- outbox ---------------------------------------------------------------------------------
+    def outbox(self, name: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.conn.lrange(name, 0, -1)]

@@ -1,0 +1,277 @@
+"""Sync: turn what systems report into agreed changes, and push those changes to the others.
+
+``ingest`` reads every reported record fresh from its system of record (webhooks can be stale,
+duplicated or out of order), translates it to the canonical entity and applies it to the record's
+state (ownership and time decide), under a per-record lock. Changes land in the job's outbox;
+``drain`` turns the outbox into propagation jobs (one per target system, batched) and one rules
+job — in the same transaction that empties it.
+
+The hub's own writes come back as webhooks; their values equal the agreed fingerprints, so they
+are no change at all: that is what keeps two-way sync from ping-ponging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import get_current_job
+
+from hub import clock, jobs
+from hub.config.loader import Config
+from hub.config.mapping import Mapping
+from hub.config.rules import ChangedTrigger
+from hub.engine.entities import EntityIndex, Place, collection_id, record_key
+from hub.engine.state import FieldObs, RecordState
+from hub.mapping.translate import from_system
+from hub.mapping.values import to_json
+from hub.runtime import Runtime
+
+log = logging.getLogger("hub.sync")
+
+PROPAGATE_JOB = "hub.engine.propagate.propagate"
+RULES_JOB = "hub.engine.rules.run_events"
+RECOMPUTE_JOB = "hub.engine.compute.recompute"
+
+
+@dataclass
+class SourceEvent:
+    """A normalised "record X changed in system S" from any intake."""
+
+    system: str
+    coll: str
+    id: str
+    kind: str = "unknown"  # created | updated | deleted | unknown
+    base: str = ""
+    at_ms: int = 0
+    fields: list[str] = field(default_factory=list)  # system fields the event says changed (hint)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> SourceEvent:
+        return cls(
+            system=str(raw["system"]),
+            coll=str(raw["coll"]),
+            id=str(raw["id"]),
+            kind=str(raw.get("kind") or "unknown"),
+            base=str(raw.get("base") or ""),
+            at_ms=int(raw.get("at_ms") or 0),
+            fields=[str(f) for f in raw.get("fields") or []],
+        )
+
+
+def tracked_fields(cfg: Config, entity: str) -> set[str]:
+    """Fields whose previous value rules ask about (``changed`` triggers with ``from``)."""
+    out = set()
+    for rule in cfg.rules.values():
+        w = rule.model.when
+        if isinstance(w, ChangedTrigger) and w.changed == entity:
+            out.add(w.field)
+    return out
+
+
+def field_mode(mapping: Mapping, name: str, system: str) -> str:
+    owner = mapping.owner_of(name)
+    if owner is None:
+        return "shared"
+    if owner == system:
+        return "own"
+    return f"deny:{owner}"
+
+
+def _outbox_name() -> str:
+    job = get_current_job()
+    if job is not None:
+        return f"hub:outbox:{job.id}"
+    import uuid
+
+    return f"hub:outbox:local:{uuid.uuid4().hex}"
+
+
+def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = True) -> dict[str, int]:
+    """Apply a batch of source events; returns counts (for the job result and benchmarks)."""
+    cfg = rt.config
+    index = EntityIndex(cfg)
+    state = RecordState(rt.redis)
+    outbox = _outbox_name()
+    # A retried job first finishes what its previous attempt recorded.
+    counts = drain(rt, outbox, run_rules=run_rules) if rt.redis.exists(outbox) else defaultdict(int)
+    groups: dict[Place, dict[str, SourceEvent]] = defaultdict(dict)
+    for raw in raw_events:
+        ev = SourceEvent.from_json(raw)
+        place = index.find(ev.system, ev.coll, ev.base)
+        if place is None:
+            counts["unmapped"] += 1
+            continue
+        prev = groups[place].get(ev.id)
+        if prev is not None:  # several events for one record in a batch: one fresh read is enough
+            ev.fields = sorted(set(prev.fields) | set(ev.fields))
+            ev.at_ms = max(prev.at_ms, ev.at_ms)
+            if prev.kind == "created" and ev.kind != "deleted":
+                ev.kind = "created"
+        groups[place][ev.id] = ev
+    for place, evs in groups.items():
+        _ingest_place(rt, cfg, state, place, list(evs.values()), outbox, counts)
+    for k, v in drain(rt, outbox, run_rules=run_rules).items():
+        counts[k] += v
+    return dict(counts)
+
+
+def _ingest_place(
+    rt: Runtime,
+    cfg: Config,
+    state: RecordState,
+    place: Place,
+    evs: list[SourceEvent],
+    outbox: str,
+    counts: dict[str, int],
+) -> None:
+    mapping = cfg.mappings[place.entity]
+    connector = rt.connector(place.system)
+    coll_id = collection_id(place.system, place.coll)
+    tracked = tracked_fields(cfg, place.entity)
+    names = [f"{coll_id}:{e.id}" for e in evs]
+    with state.locked(names):
+        live = {r.id: r for r in connector.get_many(place.coll, [e.id for e in evs])}
+        for ev in evs:
+            rec = live.get(ev.id)
+            item = {"entity": place.entity, "system": place.system, "id": ev.id, "kind": ev.kind, "hint": ev.fields}
+            if rec is None:
+                if state.delete(place.entity, place.system, coll_id, ev.id, outbox=outbox, item=item):
+                    counts["deleted"] += 1
+                else:
+                    counts["missing"] += 1
+                continue
+            decoded = from_system(mapping, place.system, rec)
+            for problem in decoded.problems:
+                log.warning("%s %s: %s", place.entity, place.system, problem)  # names the field, not the value
+            values = decoded.values
+            key = record_key(mapping, values, place.system, rec.id)
+            source_ms = _source_ms(rec.updated_at, ev.at_ms)
+            obs = [FieldObs(n, v, field_mode(mapping, n, place.system), n in tracked) for n, v in values.items()]
+            item.update(key=key, values=to_json(values), at_ms=source_ms)
+            applied = state.apply(
+                place.entity, key, place.system, coll_id, rec.id, source_ms, obs, outbox=outbox, item=item
+            )
+            counts["changed" if applied.changed else "unchanged"] += 1
+            counts["conflicts"] += len(applied.conflicts)
+
+
+def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
+    if updated_at is not None:
+        return int(updated_at.astimezone(UTC).timestamp() * 1000)
+    if at_ms:
+        return at_ms
+    return int(clock.now().timestamp() * 1000)
+
+
+def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]:
+    """Enqueue what the outbox records (propagation per target, one rules job) and empty it, atomically."""
+    state = RecordState(rt.redis)
+    entries = state.outbox(outbox)
+    counts: dict[str, int] = defaultdict(int)
+    if not entries:
+        rt.redis.delete(outbox)
+        return counts
+    cfg = rt.config
+    pushes: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    recompute: dict[str, set[str]] = defaultdict(set)
+    record_events: list[dict[str, Any]] = []
+    conflicts: list[dict[str, Any]] = []
+    for entry in entries:
+        item, result = entry["item"], entry["result"]
+        entity = item.get("entity")
+        mapping = cfg.mappings.get(entity) if entity else None
+        if mapping is None:
+            continue
+        if result.get("deleted"):
+            record_events.append(_record_event(item, result, "deleted", {}))
+            continue
+        values = item.get("values") or {}
+        changed = {name: (old, bool(had)) for name, old, had in result.get("changed") or []}
+        kind = _kind(item, result)
+        if kind == "updated" and result.get("created") and item.get("hint"):
+            hinted = _hinted(mapping, item["system"], item["hint"])
+            changed = {n: v for n, v in changed.items() if n in hinted}
+        for target, _ in mapping.systems.items():
+            if target == item["system"]:
+                continue
+            target_fields = getattr(mapping.systems, target).fields
+            send = {n: values.get(n) for n in changed if n in target_fields and not target_fields[n].readonly}
+            if send or result.get("created"):
+                pushes[(entity, target)].append({"key": item["key"], "values": send, "source": item["system"]})
+        for name, reason in result.get("conflicts") or []:
+            conflicts.append(
+                {
+                    "entity": entity,
+                    "key": item["key"],
+                    "field": name,
+                    "reason": reason,
+                    "system": item["system"],
+                    "at": to_json(clock.now()),
+                }
+            )
+        if item.get("kind") == "link":
+            continue  # a cross-system id learned by the hub: bookkeeping, not a business change
+        if changed and item["system"] != "hub":
+            _recompute_requests(cfg, mapping, item, recompute)
+        if changed or kind == "created":
+            changes = {n: [old, values.get(n)] for n, (old, _had) in changed.items()}
+            record_events.append(_record_event(item, result, kind, changes))
+    with rt.redis.pipeline(transaction=True) as pipe:
+        for (entity, target), items in pushes.items():
+            jobs.enqueue(rt.redis, PROPAGATE_JOB, entity, target, items, pipeline=pipe)
+            counts["propagations"] += len(items)
+        if record_events and run_rules:
+            jobs.enqueue(rt.redis, RULES_JOB, record_events, pipeline=pipe)
+        counts["record_events"] += len(record_events)
+        for entity, keys in recompute.items():
+            jobs.enqueue(rt.redis, RECOMPUTE_JOB, entity, sorted(keys), queue_name=jobs.QUEUE_LOW, pipeline=pipe)
+        for c in conflicts:
+            pipe.lpush("hub:conflicts", json.dumps(c))
+        if conflicts:
+            pipe.ltrim("hub:conflicts", 0, 9999)
+            jobs.enqueue(rt.redis, "hub.engine.propagate.repair", conflicts, pipeline=pipe)
+        pipe.delete(outbox)
+        pipe.execute()
+    return counts
+
+
+def _recompute_requests(cfg: Config, mapping: Mapping, item: dict[str, Any], out: dict[str, set[str]]) -> None:
+    """Computed fields of this record, and aggregates of the records it belongs to, may have moved."""
+    from hub.engine.compute import computed_names, parents_of
+
+    if computed_names(mapping):
+        out[mapping.entity].add(item["key"])
+    for parent, keys in parents_of(cfg, mapping.entity, item.get("values") or {}).items():
+        out[parent].update(keys)
+
+
+def _kind(item: dict[str, Any], result: dict[str, Any]) -> str:
+    if result.get("created") and item.get("kind") in ("created", "unknown"):
+        return "created"
+    return "updated"
+
+
+def _hinted(mapping: Mapping, system: str, hint: list[str]) -> set[str]:
+    target = getattr(mapping.systems, system)
+    names = set(hint)
+    return {c for c, sf in target.fields.items() if sf.field in names or sf.field.split(".")[0] in names}
+
+
+def _record_event(item: dict[str, Any], result: dict[str, Any], kind: str, changes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "entity": item["entity"],
+        "key": item.get("key"),
+        "kind": kind,
+        "system": item["system"],
+        "id": item["id"],
+        "version": result.get("version", 0),
+        "occurrence": f"{item['entity']}:{item.get('key')}:v{result.get('version', 0)}",
+        "changes": changes,
+        "values": item.get("values") or {},
+        "at_ms": item.get("at_ms"),
+    }

@@ -1,0 +1,162 @@
+"""What every webhook endpoint shares: body limits, content types, de-duplication and enqueueing.
+
+A provider blueprint verifies and parses its request, then calls :func:`accept` with normalised
+events and a de-duplication key per event. ``accept`` drops the events already seen (Redis,
+``SET NX`` with a retention longer than any provider's retry window), and enqueues the rest as
+ONE job for the whole request — never a SaaS call in the request path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import Response, current_app, jsonify, request
+
+from hub import jobs
+
+log = logging.getLogger("hub.webhooks")
+
+DEDUPE_TTL = 3 * 86400  # HubSpot retries for 24 h, Airtable/Mailchimp less: keep keys 3 days
+PENDING_TTL = 60  # until the job is safely queued: a crash in between must not eat the retry
+MAX_BODY = 1024 * 1024  # vendors send small batches; anything bigger is not a webhook
+BATCH_JOB = "hub.engine.intake.handle_events"
+
+
+class Reject(Exception):
+    """Answer the request with ``status`` and a JSON error naming the problem."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Accepted:
+    received: int
+    enqueued: int
+    duplicates: int
+    job_id: str | None
+
+
+def error(status: int, message: str) -> Response:
+    resp = jsonify({"error": message, "status": status})
+    resp.status_code = status
+    return resp
+
+
+def body(max_bytes: int = MAX_BODY) -> bytes:
+    """The raw body (signatures are computed over the exact bytes), within the size limit."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise Reject(413, f"body too large: {length} bytes (limit {max_bytes})")
+    data = request.get_data(cache=True)
+    if len(data) > max_bytes:
+        raise Reject(413, f"body too large: {len(data)} bytes (limit {max_bytes})")
+    return data
+
+
+def require_content_type(*allowed: str) -> None:
+    mime = (request.mimetype or "").lower()
+    if mime not in allowed:
+        raise Reject(415, f"unsupported content type {mime or 'none'!r}; expected {' or '.join(allowed)}")
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise Reject(400, f"malformed JSON: {exc}") from None
+
+
+def conn() -> redis.Redis:
+    return current_app.extensions["hub.redis"]  # type: ignore[no-any-return]
+
+
+def dedupe_key(provider: str, parts: Sequence[Any]) -> str:
+    digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
+    return f"hub:seen:{provider}:{digest}"
+
+
+_ACCEPT = """
+local fresh = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, 1, 'NX', 'EX', ARGV[1]) then
+    table.insert(fresh, i)
+  end
+end
+return fresh
+"""
+
+
+def accept(
+    provider: str,
+    events: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    *,
+    job: str = BATCH_JOB,
+    queue_name: str = jobs.QUEUE_HIGH,
+    extra: dict[str, Any] | None = None,
+) -> Accepted:
+    """Mark ``events`` seen (by ``keys``), enqueue the new ones as one job, and say what happened."""
+    if len(events) != len(keys):
+        raise ValueError("one de-duplication key per event")
+    r = conn()
+    script = current_app.extensions.setdefault("hub.accept_script", r.register_script(_ACCEPT))
+    # Claim the keys briefly, then queue the job and make the claims last, in one transaction.
+    fresh_idx = [int(i) - 1 for i in script(keys=list(keys), args=[PENDING_TTL])] if keys else []
+    fresh = [events[i] for i in fresh_idx]
+    job_id = None
+    if fresh:
+        try:
+            with r.pipeline(transaction=True) as pipe:
+                queued = jobs.enqueue(r, job, provider, fresh, **(extra or {}), queue_name=queue_name, pipeline=pipe)
+                for i in fresh_idx:
+                    pipe.expire(keys[i], DEDUPE_TTL)
+                pipe.execute()
+        except Exception:
+            # The job did not make it into the queue: forget the claims so the provider's retry is accepted.
+            r.delete(*[keys[i] for i in fresh_idx])
+            raise
+        job_id = queued.id if queued is not None else None
+    dupes = len(events) - len(fresh)
+    if dupes:
+        log.info("%s: %d duplicate event(s) acknowledged and dropped", provider, dupes)
+    return Accepted(len(events), len(fresh), dupes, job_id)
+
+
+def answer(result: Accepted, status: int = 200) -> Response:
+    resp = jsonify(
+        {
+            "received": result.received,
+            "enqueued": result.enqueued,
+            "duplicates": result.duplicates,
+            "job": result.job_id,
+        }
+    )
+    resp.status_code = status
+    return resp
+
+
+def guarded(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Turn :class:`Reject` into its 4xx answer, and a Redis outage into a 503 (the provider retries)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        try:
+            return view(*args, **kwargs)
+        except Reject as exc:
+            log.info("%s %s rejected: %d %s", request.method, request.path, exc.status, exc.message)
+            return error(exc.status, exc.message)
+        except redis.RedisError as exc:
+            log.error("%s %s: queue unavailable: %s", request.method, request.path, exc)
+            return error(503, "queue unavailable, retry later")
+
+    wrapper.__name__ = view.__name__
+    wrapper.__doc__ = view.__doc__
+    return wrapper
