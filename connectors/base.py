@@ -51,6 +51,7 @@ class FieldSpec:
     type: str = "string"  # string, number, bool, date, datetime, enum, email, phone, text
     label: str = ""
     options: Sequence[str] = field(default_factory=tuple)  # enum choices
+    unique: bool = False  # values unique across records (usable as an upsert key where the vendor allows)
 
 
 @runtime_checkable

@@ -141,7 +141,7 @@ def rules_test(ctx: Ctx, rule_id: str, record_file: Path, event_file: Path | Non
         sys.exit(1)
 
 
-from hub import cli_ops  # noqa: E402,F401  (registers the operations commands)
+from hub import cli_ops, cli_webhooks  # noqa: E402,F401  (register their commands)
 
 if __name__ == "__main__":
     main()

@@ -174,3 +174,14 @@ def conflicts_cmd(ctx: Ctx, limit: int) -> None:
             f"(record {key_hash(c['key'])})"
         )
     sys.stdout.flush()
+
+
+@main.command("provision")
+@click.option("--only", default=None, help="Comma-separated systems (default: all mapped).")
+@click.pass_obj
+def provision_cmd(ctx: Ctx, only: str | None) -> None:
+    """Create the tables, fields, properties and merge fields the mappings need, where missing."""
+    from hub.engine.provision import provision
+
+    rt = _runtime(ctx)
+    _echo(provision(rt, only={s.strip() for s in only.split(",")} if only else None))

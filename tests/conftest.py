@@ -11,6 +11,8 @@ import redis
 from hub import clock
 from tests.support.procs import RedisServer
 
+pytest_plugins = ["tests.support.airtable", "tests.support.hubspot", "tests.support.mailchimp"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

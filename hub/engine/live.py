@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from connectors.base import Collection, Write
+from connectors.base import Collection, FieldSpec, Write
 from hub import clock
 from hub.config.mapping import Mapping
 from hub.engine.entities import collection, record_key
@@ -30,6 +30,8 @@ from hub.runtime import Runtime
 
 log = logging.getLogger("hub.actions")
 DELIVERIES = "hub:deliveries"
+ACTION_KEY_PROPERTY = FieldSpec("hub_action_key", "string", label="Hub action key", unique=True)
+_HUBSPOT_KEYED: set[str] = set()
 HTTP_TIMEOUT = 10
 
 
@@ -220,9 +222,14 @@ class LiveContext:
         return ids.get("hubspot") or (self.record or {}).get("hubspot_id")
 
     def hubspot_create(self, object_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """Upsert on ``hub_action_key`` (a unique property the hub creates once): a retried action
+        finds its object instead of creating a second one."""
         hubspot = self.rt.connector("hubspot")
+        if object_type not in _HUBSPOT_KEYED:
+            hubspot.ensure_schema(Collection(object_type), [ACTION_KEY_PROPERTY])
+            _HUBSPOT_KEYED.add(object_type)
         props = {**{k: v for k, v in properties.items() if v not in (None, "")}, "hub_action_key": self.key}
-        created = hubspot.create_once(object_type, props, "hub_action_key")
+        (created,) = hubspot.upsert_many(Collection(object_type), [Write(props, match="hub_action_key")])
         out: dict[str, Any] = {"id": created.id}
         record_hs = self._hubspot_id()
         if record_hs and self.entity is not None:

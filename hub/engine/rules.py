@@ -98,7 +98,7 @@ def fire(
         "entity": entity,
         "record": key_hash(key) if key else None,
         "trigger": event.get("kind") or event.get("type"),
-        "occurrence": occurrence[-24:],
+        "occurrence": key_hash(occurrence),
     }
 
     def done(decision: str, reason: str, **extra: Any) -> str:

@@ -74,7 +74,7 @@ def schedule(rt: Runtime, rule: CompiledRule, ev_json: dict[str, Any], record: d
             "record": key_hash(key) if key else None,
             "decision": "scheduled",
             "reason": f"wait until {to_json(due)}",
-            "occurrence": occurrence[-24:],
+            "occurrence": key_hash(occurrence),
         },
     )
     return "scheduled"

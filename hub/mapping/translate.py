@@ -14,7 +14,7 @@ from typing import Any
 
 from connectors.base import Record
 from hub.config.mapping import FieldDef, Mapping
-from hub.mapping.values import ValueProblem, coerce
+from hub.mapping.values import ValueProblem, coerce, to_json
 
 _MISSING = object()
 
@@ -70,10 +70,10 @@ def encode(system: str, fd: FieldDef, value: Any) -> Any:
             return _iso_dt(value)
         if isinstance(value, date):
             return value.isoformat()
-        if isinstance(value, list):
-            return ";".join(str(v) for v in value)
-        if isinstance(value, dict):
-            return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+            return ";".join(str(v) for v in value)  # multiple checkboxes
+        if isinstance(value, list | dict):
+            return json.dumps(to_json(value), ensure_ascii=False, sort_keys=True)
         return str(value)
     if system == "firestore":
         if isinstance(value, datetime):
@@ -91,8 +91,8 @@ def encode(system: str, fd: FieldDef, value: Any) -> Any:
             return ""
         if isinstance(value, bool):
             return "yes" if value else "no"
-    if fd.type == "json" and not isinstance(value, str) and value is not None:
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if fd.type in ("json", "list") and not isinstance(value, str) and value is not None:
+        return json.dumps(to_json(value), ensure_ascii=False, sort_keys=True)  # long text holding JSON
     return value
 
 

@@ -8,7 +8,7 @@ with its 30 s penalty of 429s. State layout (JSON, persisted with ``--data``)::
 
     bases:    {appId: {id, name, permissionLevel, tables: [tblId...], transactions}}
     tables:   {tblId: {id, name, description?, primaryFieldId, fields, views, base,
-                       records: {recId: {createdTime, cells: {fldId: value}, modified: {fldId: iso}}}}}
+                       seq, records: {recId: {seq, createdTime, cells: {fldId: value}, modified: {fldId: iso}}}}}
     webhooks: {achId: {id, base, notificationUrl, specification, secret, expirationTime, payloads, ...}}
 
 Run alone: ``python -m hub.sandbox.airtable --port 8701 --data ./.sandbox`` prints the exports.
@@ -33,6 +33,15 @@ from hub.sandbox.common import Faults, SlidingWindow, StandIn, new_id, serve
 DEFAULT_TOKEN = "patHubSandbox0001.5a4e6462616e6b53616e64626f78546f6b656e466f72437268487562303030"
 DEFAULT_BASE = "appHubSandbox0001"
 RATE_LIMITED = "Rate limit exceeded. Please try again later"
+RETRIABLE = "Server encountered an error while processing your request, and it is safe to retry the request"
+
+
+def invalid(detail: str) -> AirtableError:
+    return AirtableError(422, "INVALID_REQUEST_UNKNOWN", f"Invalid request: {detail}")
+
+
+def not_unique() -> AirtableError:
+    return AirtableError(422, "DUPLICATE_OR_EMPTY_FIELD_NAME", "Field names must be non-empty and unique")
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -98,12 +107,13 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
         self.changed()
 
     def error_response(self, status: int, message: str) -> Response:
-        kinds = {401: "AUTHENTICATION_REQUIRED", 403: "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", 404: "NOT_FOUND",
-                 422: "INVALID_REQUEST_UNKNOWN", 429: "RATE_LIMIT_REACHED", 503: "RETRIABLE_ERROR"}
+        kinds = {401: "AUTHENTICATION_REQUIRED", 403: "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+                 404: "NOT_FOUND", 422: "INVALID_REQUEST_UNKNOWN", 429: "RATE_LIMIT_REACHED",
+                 503: "RETRIABLE_ERROR"}
         if status == 429:
             message = RATE_LIMITED
         elif status == 503:
-            message = "Server encountered an error while processing your request, and it is safe to retry the request"
+            message = RETRIABLE
         return _error(AirtableError(status, kinds.get(status, "SERVER_ERROR"), message))
 
     # -- the gate: auth, then the per-base rate limit (before faults, as Airtable's edge would) -----
@@ -116,7 +126,7 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
         base_id = (request.view_args or {}).get("base_id")
         if not base_id:
             return None
-        now = time.monotonic()
+        now = request.environ.get("sandbox.arrival", time.monotonic())
         with self.lock:
             if now < self._penalties.get(base_id, 0.0):
                 return self.error_response(429, RATE_LIMITED)
@@ -127,6 +137,13 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
 
     def register(self, app: Flask) -> None:
         app.before_request_funcs.setdefault(None, []).insert(0, self._gate)
+        inner = app.wsgi_app
+
+        def stamped(environ: dict[str, Any], start_response: Any) -> Any:
+            environ["sandbox.arrival"] = time.monotonic()  # the rate window counts arrivals
+            return inner(environ, start_response)
+
+        app.wsgi_app = stamped  # type: ignore[method-assign]
 
         @app.errorhandler(404)
         @app.errorhandler(405)
@@ -151,16 +168,18 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
             {"id": b["id"], "name": b["name"], "permissionLevel": b["permissionLevel"]}
             for b in self.state["bases"].values()]})
         route("/v0/meta/bases/<base_id>/tables", ["GET"], self.schema)
-        route("/v0/meta/bases/<base_id>/tables", ["POST"], lambda base_id: self.create_table(base_id, _body()),
-              save=True)
+        route("/v0/meta/bases/<base_id>/tables", ["POST"],
+              lambda base_id: self.create_table(base_id, _body()), save=True)
         route("/v0/meta/bases/<base_id>/tables/<table>", ["PATCH"],
               lambda base_id, table: self.update_table(base_id, table, _body()), save=True)
         route("/v0/meta/bases/<base_id>/tables/<table>/fields", ["POST"],
               lambda base_id, table: self.create_field(base_id, table, _body()), save=True)
         route("/v0/meta/bases/<base_id>/tables/<table>/fields/<field_id>", ["PATCH"],
-              lambda base_id, table, field_id: self.update_field(base_id, table, field_id, _body()), save=True)
+              lambda base_id, table, field_id: self.update_field(base_id, table, field_id, _body()),
+              save=True)
 
-        route("/v0/<base_id>/<table>", ["GET"], lambda base_id, table: self.list_records(base_id, table, _query()))
+        route("/v0/<base_id>/<table>", ["GET"],
+              lambda base_id, table: self.list_records(base_id, table, _query()))
         route("/v0/<base_id>/<table>/listRecords", ["POST"],
               lambda base_id, table: self.list_records(base_id, table, _list_body()))
         route("/v0/<base_id>/<table>", ["POST", "PATCH", "PUT"],
@@ -174,7 +193,8 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
               lambda base_id, table, record_id: self.write_records(
                   base_id, table, request.method, _body(), record_id), save=True)
         route("/v0/<base_id>/<table>/<record_id>", ["DELETE"],
-              lambda base_id, table, record_id: self.delete_records(base_id, table, [record_id])[0], save=True)
+              lambda base_id, table, record_id: self.delete_records(base_id, table, [record_id])[0],
+              save=True)
 
         hooks = "/v0/bases/<base_id>/webhooks"
         route(hooks, ["GET"], self.list_hooks)
@@ -209,7 +229,7 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
 
     def _check_name(self, base_id: str, name: Any, exclude: str = "") -> str:
         if not isinstance(name, str) or not name.strip():
-            raise AirtableError(422, "INVALID_REQUEST_UNKNOWN", "Invalid request: a table needs a non-empty name")
+            raise invalid("a table needs a non-empty name")
         for tid in self.base(base_id)["tables"]:
             if tid != exclude and self.state["tables"][tid]["name"].lower() == name.strip().lower():
                 raise AirtableError(422, "DUPLICATE_TABLE_NAME", f'A table named "{name}" already exists')
@@ -221,17 +241,16 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
         name = self._check_name(base_id, body.get("name"))
         specs = body.get("fields")
         if not isinstance(specs, list) or not specs:
-            raise AirtableError(422, "INVALID_REQUEST_UNKNOWN", "Invalid request: a table needs at least one field")
+            raise invalid("a table needs at least one field")
         fields = [build_field(s, self.state["tables"].__contains__) for s in specs]
         lowered = [f["name"].lower() for f in fields]
         if len(set(lowered)) != len(lowered):
-            raise AirtableError(422, "DUPLICATE_OR_EMPTY_FIELD_NAME", "Field names must be non-empty and unique")
+            raise not_unique()
         if fields[0]["type"] in NOT_PRIMARY:
-            raise AirtableError(422, "INVALID_REQUEST_UNKNOWN",
-                                f"Invalid request: a {fields[0]['type']} field cannot be the primary field")
+            raise invalid(f"a {fields[0]['type']} field cannot be the primary field")
         table = {"id": new_id("tbl"), "name": name, "primaryFieldId": fields[0]["id"], "fields": fields,
                  "views": [{"id": new_id("viw"), "name": "Grid view", "type": "grid"}], "base": base_id,
-                 "records": {}}
+                 "records": {}, "seq": 0}
         if isinstance(body.get("description"), str) and body["description"]:
             table["description"] = body["description"]
         self.state["tables"][table["id"]] = table
@@ -251,7 +270,7 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
         t = self.table(base_id, table_key)
         field = build_field(body, self.state["tables"].__contains__)
         if any(f["name"].lower() == field["name"].lower() for f in t["fields"]):
-            raise AirtableError(422, "DUPLICATE_OR_EMPTY_FIELD_NAME", f'A field named "{field["name"]}" already exists')
+            raise not_unique()
         t["fields"].append(field)
         return field
 
@@ -262,19 +281,19 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
             raise not_found_model()
         body = body if isinstance(body, dict) else {}
         if "type" in body and body["type"] != field["type"]:
-            raise AirtableError(422, "INVALID_REQUEST_UNKNOWN", "Invalid request: a field's type cannot be changed")
+            raise invalid("a field's type cannot be changed")
         if "name" in body:
             name = body["name"]
             if not isinstance(name, str) or not name.strip() or any(
                     f is not field and f["name"].lower() == name.strip().lower() for f in t["fields"]):
-                raise AirtableError(422, "DUPLICATE_OR_EMPTY_FIELD_NAME", "Field names must be non-empty and unique")
+                raise not_unique()
             field["name"] = name.strip()
         if isinstance(body.get("description"), str):
             field["description"] = body["description"]
         if "options" in body:
-            if field["type"] not in ("singleSelect", "multipleSelects") or not isinstance(body["options"], dict):
-                raise AirtableError(422, "INVALID_REQUEST_UNKNOWN",
-                                    f"Invalid request: options of a {field['type']} field cannot be updated here")
+            selects = ("singleSelect", "multipleSelects")
+            if field["type"] not in selects or not isinstance(body["options"], dict):
+                raise invalid(f"options of a {field['type']} field cannot be updated here")
             field["options"]["choices"] = choices(body["options"].get("choices"), field["name"],
                                                   field["options"]["choices"])
         return field
@@ -288,8 +307,9 @@ def _body() -> Any:
 def _query() -> dict[str, Any]:
     """List parameters from a query string (``fields[]=``, ``sort[0][field]=``, ...)."""
     args = request.args
-    q: dict[str, Any] = {k: args.get(k) for k in ("pageSize", "maxRecords", "offset", "filterByFormula", "view",
-                                                   "cellFormat", "timeZone", "userLocale")}
+    names = ("pageSize", "maxRecords", "offset", "filterByFormula", "view", "cellFormat", "timeZone",
+             "userLocale")
+    q: dict[str, Any] = {k: args.get(k) for k in names}
     q["returnFieldsByFieldId"] = args.get("returnFieldsByFieldId") in ("1", "true", "True")
     if "fields[]" in args or "fields" in args:
         q["fields"] = args.getlist("fields[]") or args.getlist("fields")
@@ -311,7 +331,7 @@ def _list_body() -> dict[str, Any]:
     q = dict(body)
     q["recordMetadata"] = body.get("recordMetadata") or []
     if "fields" in body and not isinstance(body["fields"], list):
-        raise AirtableError(422, "INVALID_REQUEST_UNKNOWN", "Invalid request: fields must be a list")
+        raise invalid("fields must be a list")
     return q
 
 

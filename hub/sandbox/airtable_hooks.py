@@ -123,10 +123,10 @@ class HookOps:
             start = int(cursor) if cursor not in (None, "") else 1
             size = int(limit) if limit not in (None, "") else MAX_PAGE
         except ValueError:
-            raise AirtableError(422, "INVALID_REQUEST_UNKNOWN", "Invalid request: cursor and limit are integers") from None
+            start = size = 0
         if start < 1 or not 1 <= size <= MAX_PAGE:
             raise AirtableError(422, "INVALID_REQUEST_UNKNOWN",
-                                f"Invalid request: cursor must be ≥ 1 and limit 1..{MAX_PAGE}")
+                                f"Invalid request: cursor must be an integer ≥ 1 and limit 1..{MAX_PAGE}")
         first, payloads = hook["firstCursor"], hook["payloads"]
         start = max(start, first)
         page = payloads[start - first : start - first + size]
@@ -159,7 +159,7 @@ class HookOps:
                 self._ping(hook, now)
 
     @staticmethod
-    def _filtered(hook: dict[str, Any], table: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any] | None:
+    def _filtered(hook: dict[str, Any], table: dict[str, Any], changes: dict[str, Any]) -> Any:
         options = hook["specification"].get("options") or {}
         filters, includes = options.get("filters") or {}, options.get("includes") or {}
         if "tableData" not in filters.get("dataTypes", []):
@@ -189,8 +189,7 @@ class HookOps:
         return delta or None
 
     def _ping(self, hook: dict[str, Any], now: str) -> None:
-        body = json.dumps(
-            {"base": {"id": hook["base"]}, "webhook": {"id": hook["id"]}, "timestamp": now}, separators=(",", ":")
-        ).encode()
+        ping = {"base": {"id": hook["base"]}, "webhook": {"id": hook["id"]}, "timestamp": now}
+        body = json.dumps(ping, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "X-Airtable-Content-MAC": sign(hook["secret"], body)}
         self.sender.send(Delivery(hook["notificationUrl"], body, headers))

@@ -162,7 +162,8 @@ class RecordOps:
         return out
 
     def _query(self, table: Table, q: dict[str, Any]) -> list[str]:
-        ids = list(table["records"])
+        records = table["records"]
+        ids = sorted(records, key=lambda i: records[i]["seq"])  # creation order (JSON keys get sorted)
         text = q.get("filterByFormula")
         if text:
             known = {f["name"] for f in table["fields"]} | {f["id"] for f in table["fields"]}
@@ -248,7 +249,7 @@ class RecordOps:
         merge = self._merge_fields(table, body.get("performUpsert"), method, single)
         plans: list[tuple[str | None, dict[str, Any]]] = []
         choices: dict[str, list[str]] = {}
-        pending_keys: dict[tuple[Any, ...], str] = {}
+        index = self._index(table, merge) if merge else {}
         for n, item in enumerate(items):
             if not isinstance(item, dict):
                 raise AirtableError(422, "INVALID_RECORDS", f"records[{n}] must be an object")
@@ -259,7 +260,7 @@ class RecordOps:
             if method != "POST" and target is None:
                 if merge is None:
                     raise AirtableError(422, "INVALID_RECORDS", f'records[{n}] is missing its "id"')
-                target = self._match(table, merge, cells, n, pending_keys)
+                target = self._match(table, merge, cells, n, index)
             elif target is not None and target not in table["records"]:
                 if single:
                     raise record_not_found()
@@ -283,24 +284,30 @@ class RecordOps:
                 raise bad_request(f"fieldsToMergeOn cannot use the computed field {f['name']!r}")
         return [f["id"] for f in fields]
 
+    @staticmethod
+    def _index(table: Table, merge: list[str]) -> dict[tuple[Any, ...], list[str]]:
+        index: dict[tuple[Any, ...], list[str]] = {}
+        for rid, rec in table["records"].items():
+            index.setdefault(tuple(_comparable(rec["cells"].get(fid)) for fid in merge), []).append(rid)
+        return index
+
     def _match(self, table: Table, merge: list[str], cells: dict[str, Any], n: int,
-               pending: dict[tuple[Any, ...], str]) -> str:
-        """The existing record an upsert updates, or a placeholder for one this request creates."""
+               index: dict[tuple[Any, ...], list[str]]) -> str:
+        """The existing record an upsert updates, or a placeholder for one this request creates
+        (a later record of the same request with the same key then updates it)."""
         if any(fid not in cells for fid in merge):
             names = [self.field(table, fid)["name"] for fid in merge]
             raise bad_request(f"records[{n}] must include every fieldsToMergeOn field {names}")
-        key = tuple(_comparable(cells[fid]) for fid in merge)
-        hits = [rid for rid, rec in table["records"].items()
-                if tuple(_comparable(rec["cells"].get(fid)) for fid in merge) == key]
+        hits = index.setdefault(tuple(_comparable(cells[fid]) for fid in merge), [])
         if len(hits) > 1:
             names = [self.field(table, fid)["name"] for fid in merge]
             raise bad_request(
                 f"{len(hits)} records match the fieldsToMergeOn values {names} of records[{n}]; "
                 "an upsert can update only one"
             )
-        if hits:
-            return hits[0]
-        return pending.setdefault(key, f"new:{len(pending)}")
+        if not hits:
+            hits.append(f"new:{n}")
+        return hits[0]
 
     def _apply(self, base_id: str, table: Table, plans: list[tuple[str | None, dict[str, Any]]],
                replace: bool, single: bool, upsert: bool, by_id: bool) -> dict[str, Any]:
@@ -317,7 +324,8 @@ class RecordOps:
                     rid = new_id("rec")
                     if target is not None:
                         placeholders[target] = rid
-                    table["records"][rid] = {"createdTime": now, "cells": {}, "modified": {}}
+                    table["seq"] = table.get("seq", 0) + 1
+                    table["records"][rid] = {"createdTime": now, "cells": {}, "modified": {}, "seq": table["seq"]}
                     created[rid] = True
                     target = rid
             rec = table["records"][target]

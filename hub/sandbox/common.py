@@ -393,7 +393,9 @@ def serve(standin: StandIn, port: int = 0, host: str = "127.0.0.1") -> ServerHan
     """Serve ``standin`` on ``host:port`` (0 picks a free port) in a daemon thread."""
     server = make_server(host, port, standin.app, threaded=True)
     server.daemon_threads = True  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{standin.name}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{standin.name}", daemon=True
+    )
     thread.start()
     return ServerHandle(standin, server, thread)
 

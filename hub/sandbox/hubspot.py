@@ -31,7 +31,8 @@ from hub.sandbox import (
     hubspot_search,
 )
 from hub.sandbox.common import Faults, SlidingWindow, StandIn, serve
-from hub.sandbox.hubspot_schema import PORTAL_ID, ApiError, default_pipelines
+from hub.sandbox.hubspot_builtins import default_pipelines
+from hub.sandbox.hubspot_schema import PORTAL_ID, ApiError
 
 DEFAULT_TOKEN = "pat-na1-5a9d6c2e-8b1f-4e3a-9c7d-0f1e2d3c4b5a"
 CLIENT_SECRET = "7c0f4a52-3e1b-4d9a-8f6e-sandbox-secret"
@@ -228,6 +229,15 @@ class HubSpotStandIn(StandIn):
                 404,
             )
         return self._json(ApiError(status, exc.description or exc.name, "VALIDATION_ERROR").body(), status)
+
+    def reset(self) -> None:
+        """Back to a fresh portal: state, counters and rate windows."""
+        super().reset()
+        self.window = RollingWindow(self.rate_limit, self.rate_interval)
+        self.search_window = RollingWindow(self.search_window.limit, 1.0)
+        with self._daily_lock:
+            self._daily.clear()
+        self.hooks.close()
 
     def close(self) -> None:
         self.hooks.close()

@@ -10,16 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 
-from hub.sandbox.hubspot_schema import (
-    ASSOC_TYPES,
-    TYPES,
-    ApiError,
-    association_name,
-    batch_inputs,
-    default_association,
-    iso_ms,
-    resolve_type,
-)
+from hub.sandbox.hubspot_builtins import ASSOC_TYPES, association_name, default_association
+from hub.sandbox.hubspot_schema import TYPES, ApiError, batch_inputs, iso_ms, resolve_type
 
 if TYPE_CHECKING:
     from hub.sandbox.hubspot import HubSpotStandIn
@@ -96,7 +88,7 @@ def _spec_ids(t: str, to_t: str | None, specs: Any) -> tuple[str, list[int]]:
                 subCategory=_INVALID,
             )
         target = known[1]
-        ids.append(int(tid))
+        ids.append(int(str(tid)))
     assert target is not None
     return target, ids
 

@@ -13,19 +13,35 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response
 
+from hub.sandbox.hubspot_builtins import VALID_TYPES
 from hub.sandbox.hubspot_objects import all_props
-from hub.sandbox.hubspot_schema import TYPES, VALID_TYPES, ApiError, iso_ms, resolve_type
+from hub.sandbox.hubspot_schema import TYPES, ApiError, iso_ms, resolve_type
 
 if TYPE_CHECKING:
     from hub.sandbox.hubspot import HubSpotStandIn
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_EDITABLE = ("label", "description", "groupName", "options", "displayOrder", "hidden", "formField", "fieldType")
+_EDITABLE = (
+    "label",
+    "description",
+    "groupName",
+    "options",
+    "displayOrder",
+    "hidden",
+    "formField",
+    "fieldType",
+)
 
 
 def _groups(hs: HubSpotStandIn, t: str) -> dict[str, dict[str, Any]]:
-    builtin = {TYPES[t].group: {"name": TYPES[t].group, "label": TYPES[t].group.replace("information", " information")
-                                .capitalize(), "displayOrder": -1, "archived": False}}
+    builtin = {
+        TYPES[t].group: {
+            "name": TYPES[t].group,
+            "label": TYPES[t].group.replace("information", " information").capitalize(),
+            "displayOrder": -1,
+            "archived": False,
+        }
+    }
     return {**builtin, **hs.state["groups"].get(t, {})}
 
 
@@ -36,25 +52,34 @@ def _options(raw: Any, ptype: str) -> list[dict[str, Any]]:
         if ptype == "enumeration":
             raise ApiError(400, "options are required for an enumeration property")
         return []
-    if not isinstance(raw, list) or not all(isinstance(o, dict) and o.get("value") not in (None, "") for o in raw):
+    if not isinstance(raw, list) or not all(
+        isinstance(o, dict) and o.get("value") not in (None, "") for o in raw
+    ):
         raise ApiError(400, "options must be a list of {label, value} objects with non-empty values")
-    return [{"label": str(o.get("label", o["value"])), "value": str(o["value"]), "hidden": bool(o.get("hidden", False)),
-             "displayOrder": int(o.get("displayOrder", i)), "description": str(o.get("description", ""))}
+    return [{"label": str(o.get("label", o["value"])), "value": str(o["value"]),
+             "hidden": bool(o.get("hidden", False)), "displayOrder": int(o.get("displayOrder", i)),
+             "description": str(o.get("description", ""))}
             for i, o in enumerate(raw)]  # fmt: skip
 
 
 def create_property(hs: HubSpotStandIn, t: str, data: dict[str, Any]) -> dict[str, Any]:
     name, ptype, field_type = data.get("name"), data.get("type"), data.get("fieldType")
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ApiError(400, f"Invalid property name {name!r}: use lowercase letters, digits and underscores, "
-                       "starting with a letter")
+        raise ApiError(
+            400,
+            f"Invalid property name {name!r}: use lowercase letters, digits and underscores, "
+            "starting with a letter",
+        )
     if not data.get("label"):
         raise ApiError(400, f"label is required for property {name}")
     if ptype not in VALID_TYPES:
         raise ApiError(400, f"Invalid type {ptype!r} for property {name}; valid: {sorted(VALID_TYPES)}")
     if field_type not in VALID_TYPES[ptype]:
-        raise ApiError(400, f"fieldType {field_type!r} is not valid for a {ptype} property ({name}); "
-                       f"valid: {sorted(VALID_TYPES[ptype])}")
+        raise ApiError(
+            400,
+            f"fieldType {field_type!r} is not valid for a {ptype} property ({name}); "
+            f"valid: {sorted(VALID_TYPES[ptype])}",
+        )
     if name in all_props(hs, t):
         raise ApiError(409, f"Property named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
     group = data.get("groupName")
@@ -62,7 +87,9 @@ def create_property(hs: HubSpotStandIn, t: str, data: dict[str, Any]) -> dict[st
         raise ApiError(400, f"Property group {group!r} does not exist for {t}")
     unique = bool(data.get("hasUniqueValue", False))
     if unique and ptype not in ("string", "number"):
-        raise ApiError(400, f"hasUniqueValue is only allowed on string and number properties, not {ptype} ({name})")
+        raise ApiError(
+            400, f"hasUniqueValue is only allowed on string and number properties, not {ptype} ({name})"
+        )
     now = iso_ms(hs.now_ms())
     prop = {
         "name": name, "label": str(data["label"]), "type": ptype, "fieldType": field_type, "groupName": group,
@@ -83,16 +110,21 @@ def _stage_input(hs: HubSpotStandIn, t: str, raw: Any, order: int) -> dict[str, 
         raise ApiError(400, "each stage needs a label")
     meta = {k: str(v) for k, v in (raw.get("metadata") or {}).items()}
     if t == "tickets" and meta.get("ticketState") not in ("OPEN", "CLOSED"):
-        raise ApiError(400, f"stage {raw['label']!r}: metadata.ticketState must be OPEN or CLOSED for ticket stages")
+        raise ApiError(
+            400, f"stage {raw['label']!r}: metadata.ticketState must be OPEN or CLOSED for ticket stages"
+        )
     if t == "deals":
         try:
             ok = 0.0 <= float(meta.get("probability", "")) <= 1.0
         except ValueError:
             ok = False
         if not ok:
-            raise ApiError(400, f"stage {raw['label']!r}: metadata.probability must be a number from 0.0 to 1.0")
+            raise ApiError(
+                400, f"stage {raw['label']!r}: metadata.probability must be a number from 0.0 to 1.0"
+            )
     now = iso_ms(hs.now_ms())
-    return {"id": hs.new_id(), "label": str(raw["label"]), "displayOrder": int(raw.get("displayOrder", order)),
+    order = int(raw.get("displayOrder", order))
+    return {"id": hs.new_id(), "label": str(raw["label"]), "displayOrder": order,
             "metadata": meta, "archived": False, "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
             "createdAt": now, "updatedAt": now}  # fmt: skip
 
@@ -157,8 +189,8 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
         with hs.lock:
             if name in _groups(hs, t):
                 raise ApiError(409, f"Property group named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
-            group = {"name": name, "label": str(data["label"]), "displayOrder": int(data.get("displayOrder", -1)),
-                     "archived": False}  # fmt: skip
+            order = int(data.get("displayOrder", -1))
+            group = {"name": name, "label": str(data["label"]), "displayOrder": order, "archived": False}
             hs.state["groups"].setdefault(t, {})[name] = group
             hs.changed()
         return hs.json(group, 201)
@@ -189,8 +221,9 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
                 raise ApiError(409, f"A pipeline labelled {label!r} already exists for {t}", "CONFLICT")
             built = [_stage_input(hs, t, s, i) for i, s in enumerate(stages)]
             now = iso_ms(hs.now_ms())
-            pipe = {"id": hs.new_id(), "label": str(label), "displayOrder": int(data.get("displayOrder", len(existing))),
-                    "stages": built, "archived": False, "createdAt": now, "updatedAt": now}  # fmt: skip
+            order = int(data.get("displayOrder", len(existing)))
+            pipe = {"id": hs.new_id(), "label": str(label), "displayOrder": order, "stages": built,
+                    "archived": False, "createdAt": now, "updatedAt": now}  # fmt: skip
             existing[pipe["id"]] = pipe
             hs.changed()
         return hs.json(pipe, 201)
@@ -207,8 +240,11 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
             if pipe is None or pipe["archived"]:
                 raise ApiError(404, f"Unable to find pipeline {pid} for {t}", "OBJECT_NOT_FOUND")
             if any(s["label"] == data.get("label") and not s["archived"] for s in pipe["stages"]):
-                raise ApiError(409, f"A stage labelled {data.get('label')!r} already exists in pipeline {pid}",
-                               "CONFLICT")
+                raise ApiError(
+                    409,
+                    f"A stage labelled {data.get('label')!r} already exists in pipeline {pid}",
+                    "CONFLICT",
+                )
             stage = _stage_input(hs, t, data, len(pipe["stages"]))
             pipe["stages"].append(stage)
             pipe["updatedAt"] = stage["createdAt"]

@@ -14,11 +14,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 
 from hub.sandbox import hubspot_assoc as assoc
+from hub.sandbox.hubspot_builtins import BUILTIN_PROPERTIES, PIPELINE_PROPS, READ_ONLY, REQUIRED_ON_CREATE
 from hub.sandbox.hubspot_schema import (
-    BUILTIN_PROPERTIES,
-    PIPELINE_PROPS,
-    READ_ONLY,
-    REQUIRED_ON_CREATE,
     ApiError,
     ObjectType,
     coerce,

@@ -13,6 +13,7 @@ webhooks and the "a contact did something" simulations in :mod:`hub.sandbox.mail
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 import threading
@@ -24,7 +25,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hub.sandbox.common import Faults, StandIn
+from hub.sandbox.common import Faults, StandIn, serve
 from hub.sandbox.mailchimp_hooks import fire, register_hook_routes
 from hub.sandbox.mailchimp_http import problem_response
 from hub.sandbox.mailchimp_lists import SEED_LIST, new_list, register_list_routes
@@ -159,9 +160,7 @@ class MailchimpStandIn(StandIn):
         auth = request.authorization
         password = auth.password if auth is not None and auth.type == "basic" else None
         if not password:
-            return problem_response(
-                Problem(401, "API Key Missing", "Your request did not include an API key.")
-            )
+            return problem_response(Problem(401, "API Key Missing", "Your request did not include an API key."))
         if password not in self.api_keys:
             return problem_response(
                 Problem(
@@ -235,3 +234,24 @@ def exports(url: str, standin: MailchimpStandIn) -> dict[str, str]:
         "MAILCHIMP_API_KEY": standin.api_keys[0],
         "MAILCHIMP_LIST_ID": standin.default_list_id,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m hub.sandbox.mailchimp``: serve the stand-in and print the settings to export."""
+    parser = argparse.ArgumentParser(description="Serve the Mailchimp stand-in on loopback.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--data", default=None, help="directory to persist state in")
+    parser.add_argument("--connections", type=int, default=CONNECTION_LIMIT, help="simultaneous connections per key")
+    args = parser.parse_args(argv)
+    standin = MailchimpStandIn(data_dir=args.data, connection_limit=args.connections)
+    handle = serve(standin, args.port)
+    for key, value in exports(handle.url, standin).items():
+        print(f"export {key}={value}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        handle.stop()
+
+
+if __name__ == "__main__":
+    main()

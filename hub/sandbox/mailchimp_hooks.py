@@ -64,9 +64,7 @@ def check_hook(body: dict[str, Any]) -> dict[str, Any]:
         given = body.get(key) or {}
         unknown = sorted(set(given) - set(names)) if isinstance(given, dict) else ["(not an object)"]
         if unknown or not all(isinstance(v, bool) for v in given.values()):
-            errors.append(
-                {"field": key, "message": f"{key} maps {', '.join(names)} to booleans; bad: {unknown}"}
-            )
+            errors.append({"field": key, "message": f"{key} maps {', '.join(names)} to booleans; bad: {unknown}"})
             continue
         flags[key] = {n: bool(given.get(n, defaults[n])) for n in names}
     if errors:
@@ -93,9 +91,7 @@ def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
         out.append((prefix, "" if value is None else str(value)))
 
 
-def payload(
-    kind: str, lst_id: str, member: dict[str, Any] | None, extra: dict[str, Any], when: float
-) -> bytes:
+def payload(kind: str, lst_id: str, member: dict[str, Any] | None, extra: dict[str, Any], when: float) -> bytes:
     """The form-encoded body Mailchimp POSTs for one event."""
     data: dict[str, Any] = {}
     if kind in ("subscribe", "profile", "unsubscribe") and member is not None:
@@ -217,9 +213,7 @@ def register_simulations(mc: MailchimpStandIn, app: Flask) -> None:
     def _source(body: dict[str, Any]) -> str:
         source = body.get("source", "user")
         if source not in SOURCES:
-            raise invalid(
-                errors=[{"field": "source", "message": f"source must be one of {', '.join(SOURCES)}"}]
-            )
+            raise invalid(errors=[{"field": "source", "message": f"source must be one of {', '.join(SOURCES)}"}])
         return str(source)
 
     @app.post(base + "/signup")

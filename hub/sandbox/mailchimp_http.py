@@ -31,9 +31,7 @@ def problem_response(exc: Problem) -> Response:
     }
     if exc.errors is not None:
         body["errors"] = exc.errors
-    return Response(
-        json.dumps(body), status=exc.status, content_type="application/problem+json; charset=utf-8"
-    )
+    return Response(json.dumps(body), status=exc.status, content_type="application/problem+json; charset=utf-8")
 
 
 def json_body() -> dict[str, Any]:

@@ -36,9 +36,9 @@ SEED_LIST = {
 }
 
 
-def new_list(
-    mc: MailchimpStandIn, list_id: str, body: dict[str, Any], state: dict[str, Any]
-) -> dict[str, Any]:
+def new_list(mc: MailchimpStandIn, list_id: str, body: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """A list as Mailchimp shows it; ``_``-prefixed keys hold what lives under it (members, merge
+    fields, webhooks, forgotten hashes, tag ids) and are never rendered."""
     state["next_web_id"] += 1
     return {
         "id": list_id,
@@ -72,6 +72,7 @@ def new_list(
 
 
 def render_list(mc: MailchimpStandIn, lst: dict[str, Any]) -> dict[str, Any]:
+    """The public JSON of a list, with stats counted from its members."""
     doc = {k: v for k, v in lst.items() if not k.startswith("_")}
     statuses = Counter(m["status"] for m in lst["_members"].values())
     doc["stats"] = {
@@ -120,9 +121,7 @@ def register_list_routes(mc: MailchimpStandIn, app: Flask) -> None:
         required = ("name", "contact", "permission_reminder", "campaign_defaults", "email_type_option")
         missing = [k for k in required if k not in body]
         if missing:
-            raise invalid(
-                errors=[{"field": k, "message": "This value should not be blank."} for k in missing]
-            )
+            raise invalid(errors=[{"field": k, "message": "This value should not be blank."} for k in missing])
         with mc.lock:
             list_id = secrets.token_hex(5)
             lst = mc.state["lists"][list_id] = new_list(mc, list_id, body, mc.state)
@@ -158,6 +157,8 @@ def register_list_routes(mc: MailchimpStandIn, app: Flask) -> None:
             field = new_merge_field(list_id, lst["_next_merge_id"], body, lst["_merge_fields"])
             lst["_next_merge_id"] += 1
             lst["_merge_fields"].append(field)
+            for member in lst["_members"].values():  # every member shows every field
+                member["merge_fields"].setdefault(field["tag"], field["default_value"])
             mc.changed()
             return json_response(render_field(mc, field))
 
@@ -176,7 +177,11 @@ def register_list_routes(mc: MailchimpStandIn, app: Flask) -> None:
             kept = [f for f in lst["_merge_fields"] if f["merge_id"] != merge_id]
             if len(kept) == len(lst["_merge_fields"]):
                 raise not_found()
+            gone = {f["tag"] for f in lst["_merge_fields"]} - {f["tag"] for f in kept}
             lst["_merge_fields"] = kept
+            for member in lst["_members"].values():
+                for tag in gone:
+                    member["merge_fields"].pop(tag, None)
             mc.changed()
         return no_content()
 

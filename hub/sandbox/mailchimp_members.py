@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 SORT_FIELDS = ("timestamp_opt", "timestamp_signup", "last_changed")
 
 
-def _filtered(mc: MailchimpStandIn, lst: dict[str, Any]) -> list[dict[str, Any]]:
+def _filtered(lst: dict[str, Any]) -> list[dict[str, Any]]:
     """The members a GET /members query selects, in the requested order."""
     args = request.args
     members = list(lst["_members"].values())
@@ -67,17 +67,13 @@ def _filtered(mc: MailchimpStandIn, lst: dict[str, Any]) -> list[dict[str, Any]]
         if args.get(param):
             limit = parse_time(args[param], param)
             members = [
-                m
-                for m in members
-                if m[key] and (stamp_value(m[key]) > limit if after else stamp_value(m[key]) < limit)
+                m for m in members if m[key] and (stamp_value(m[key]) > limit if after else stamp_value(m[key]) < limit)
             ]
     sort_field = args.get("sort_field")
     if sort_field:
         if sort_field not in SORT_FIELDS:
             raise Problem(400, "Bad Request", f"sort_field must be one of {', '.join(SORT_FIELDS)}.")
-        members.sort(
-            key=lambda m: stamp_value(m[sort_field]), reverse=args.get("sort_dir", "ASC").upper() == "DESC"
-        )
+        members.sort(key=lambda m: stamp_value(m[sort_field]), reverse=args.get("sort_dir", "ASC").upper() == "DESC")
     return members
 
 
@@ -89,7 +85,7 @@ def register_member_routes(mc: MailchimpStandIn, app: Flask) -> None:
         count, offset = page_args()
         with mc.lock:
             lst = mc.get_list(list_id)
-            members = _filtered(mc, lst)
+            members = _filtered(lst)
             page = [render(m, mc.base_url()) for m in members[offset : offset + count]]
         return json_response(projected({"members": page, "list_id": list_id, "total_items": len(members)}))
 
@@ -206,9 +202,7 @@ def register_member_routes(mc: MailchimpStandIn, app: Flask) -> None:
                 {k: v for k, v in e.items() if k != "is_syncing"}
                 for e in reversed(live_member(mc.get_list(list_id), key)["_events"])
             ]
-        return json_response(
-            projected({"events": events[offset : offset + count], "total_items": len(events)})
-        )
+        return json_response(projected({"events": events[offset : offset + count], "total_items": len(events)}))
 
     @app.post(base + "/<key>/events")
     def _add_event(list_id: str, key: str) -> Response:

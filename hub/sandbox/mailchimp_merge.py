@@ -100,9 +100,7 @@ def _check_value(field: dict[str, Any], value: Any) -> tuple[Any, str | None]:
     if value is None or value == "":
         return "", None
     if ftype == "address":
-        if isinstance(value, dict) and all(
-            str(value.get(k, "")).strip() for k in ("addr1", "city", "state", "zip")
-        ):
+        if isinstance(value, dict) and all(str(value.get(k, "")).strip() for k in ("addr1", "city", "state", "zip")):
             keys = ("addr1", "addr2", "city", "state", "zip", "country")
             return {k: str(value.get(k, "")) for k in keys}, None
         return None, "Please enter a complete address"

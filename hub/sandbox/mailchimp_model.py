@@ -15,9 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 ERROR_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
-INVALID_DETAIL = (
-    "The resource submitted could not be validated. For field-specific details, see the 'errors' array."
-)
+INVALID_DETAIL = "The resource submitted could not be validated. For field-specific details, see the 'errors' array."
 MEMBER_STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
 MERGE_TYPES = (
     "text",
@@ -46,9 +44,7 @@ PHONE = re.compile(r"^[0-9+()\-. x]{3,30}$")
 class Problem(Exception):
     """An API error, rendered by the stand-in as ``application/problem+json``."""
 
-    def __init__(
-        self, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None
-    ) -> None:
+    def __init__(self, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status = status
         self.title = title
@@ -125,12 +121,8 @@ def tag_names(tags: Any) -> list[str]:
     """Tags given on create: a list of names (strings)."""
     if tags is None:
         return []
-    if not isinstance(tags, list) or not all(
-        isinstance(t, str) and 0 < len(t) <= MAX_MEMBER_TAG_LENGTH for t in tags
-    ):
-        raise invalid(
-            errors=[{"field": "tags", "message": f"tags must be names of 1-{MAX_MEMBER_TAG_LENGTH} chars."}]
-        )
+    if not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= MAX_MEMBER_TAG_LENGTH for t in tags):
+        raise invalid(errors=[{"field": "tags", "message": f"tags must be names of 1-{MAX_MEMBER_TAG_LENGTH} chars."}])
     return list(dict.fromkeys(tags))
 
 
@@ -168,16 +160,12 @@ def check_event(body: Any, now: float) -> dict[str, Any]:
     errors = []
     if not isinstance(name, str) or not EVENT_NAME.match(name):
         errors.append({"field": "name", "message": "Event names are 2-30 letters, digits, _ or -."})
-    if not isinstance(props, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in props.items()
-    ):
+    if not isinstance(props, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
         errors.append({"field": "properties", "message": "properties must map names to strings."})
     if errors:
         raise invalid(errors=errors)
     occurred = body.get("occurred_at")
-    when = (
-        stamp(parse_time(occurred, "occurred_at")) if isinstance(occurred, str) and occurred else stamp(now)
-    )
+    when = stamp(parse_time(occurred, "occurred_at")) if isinstance(occurred, str) and occurred else stamp(now)
     return {
         "name": name,
         "occurred_at": when,
@@ -196,12 +184,8 @@ def check_tag_updates(body: Any) -> list[tuple[str, bool]]:
         name = t.get("name") if isinstance(t, dict) else None
         status = t.get("status") if isinstance(t, dict) else None
         if not isinstance(name, str) or not 0 < len(name.strip()) <= MAX_MEMBER_TAG_LENGTH:
-            raise invalid(
-                errors=[{"field": "tags.name", "message": f"Tag names are 1-{MAX_MEMBER_TAG_LENGTH} chars."}]
-            )
+            raise invalid(errors=[{"field": "tags.name", "message": f"Tag names are 1-{MAX_MEMBER_TAG_LENGTH} chars."}])
         if status not in ("active", "inactive"):
-            raise invalid(
-                errors=[{"field": "tags.status", "message": "Tag status must be active or inactive."}]
-            )
+            raise invalid(errors=[{"field": "tags.status", "message": "Tag status must be active or inactive."}])
         out.append((name.strip(), status == "active"))
     return out

@@ -125,9 +125,7 @@ def update_member(
 
 
 def member_exists(email: str) -> Problem:
-    return Problem(
-        400, "Member Exists", f"{email} is already a list member. Use PUT to insert or update list members."
-    )
+    return Problem(400, "Member Exists", f"{email} is already a list member. Use PUT to insert or update list members.")
 
 
 def forgotten(email: str) -> Problem:
@@ -143,8 +141,7 @@ def compliance(email: str) -> Problem:
     return Problem(
         400,
         "Member In Compliance State",
-        f"{email} is in a compliance state due to unsubscribe, "
-        "bounce, or compliance review and cannot be subscribed.",
+        f"{email} is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.",
     )
 
 
@@ -238,18 +235,14 @@ def upsert(
     status = body.get(field) or (body.get("status_if_new") if mode == "batch" else None)
     if not status:
         raise invalid(errors=[{"field": field, "message": "This value should not be blank."}])
-    member = new_member(
-        lst, email, body, status, now=now, web_id=mc.next_web_id(), ip=ip, skip_required=skip_required
-    )
+    member = new_member(lst, email, body, status, now=now, web_id=mc.next_web_id(), ip=ip, skip_required=skip_required)
     add_tags(lst, member, [(name, True) for name in tag_names(body.get("tags"))], now)
     lst["_members"][h] = member
     status_events(mc, lst, member, None, set(), "api")
     return member, True
 
 
-def add_tags(
-    lst: dict[str, Any], member: dict[str, Any], updates: list[tuple[str, bool]], now: float
-) -> bool:
+def add_tags(lst: dict[str, Any], member: dict[str, Any], updates: list[tuple[str, bool]], now: float) -> bool:
     """Apply (name, active) pairs; tags are created on the fly. Returns whether anything changed."""
     changed = False
     for name, active in updates:
@@ -293,9 +286,7 @@ def check_new_email(lst: dict[str, Any], email: str) -> None:
         raise forgotten(email)
 
 
-def change_email(
-    mc: MailchimpStandIn, lst: dict[str, Any], member: dict[str, Any], email: str, source: str
-) -> None:
+def change_email(mc: MailchimpStandIn, lst: dict[str, Any], member: dict[str, Any], email: str, source: str) -> None:
     """Re-key a member under its new address (its id is the hash) and fire ``upemail``."""
     check_new_email(lst, email)
     new_id = subscriber_hash(email)

@@ -1,0 +1,247 @@
+"""How fast does the webhook intake take signed HubSpot batches, next to a bare Flask handler?
+
+Starts its own redis-server on a free port, then, one after the other, gunicorn serving
+``hub.app:create_app()`` and gunicorn serving a bare Flask app whose POST handler only reads the
+body and answers JSON (same gunicorn settings). A separate load generator (wrk, installed with
+apt when missing) sends pre-signed HubSpot batches — ``--events`` events each, every eventId
+unique so nothing is a duplicate — over ``--connections`` keep-alive connections for
+``--duration`` seconds, after a warm-up. Prints requests/s, events/s and p50/p99 latency of both
+and the cost ratio (bare requests/s ÷ hub requests/s). Goal: ≥ 3,000 requests/s, p99 ≤ 20 ms,
+ratio ≤ 1.5.
+
+Gunicorn: 2 workers (one per core) of class gthread. HubSpot keeps connections open and sends
+up to ``maxConcurrentRequests`` (the hub asks for 10) at once; the sync worker closes every
+connection after one request, gthread keeps them alive, and a few threads per worker keep the
+CPU busy while a request waits on its Redis round trips. The load generator shares the 2 cores.
+
+    python bench/intake.py [--duration 8] [--connections 10] [--threads 4] [--profile out.svg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from flask import Flask, Response, jsonify, request
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hub import jobs  # noqa: E402
+from tests.support.procs import RedisServer, free_port, port_open, wait_for  # noqa: E402
+from webhooks.hubspot import sign_v3  # noqa: E402
+
+SECRET = "bench-client-secret"
+PATH = "/webhooks/hubspot"
+
+# wrk runs this in each of its threads: thread i sends lines i, i+n, i+2n... of the request file
+# (timestamp, signature, body), so no two requests carry the same events.
+WRK_SCRIPT = r"""
+local threads = {}
+function setup(thread)
+  thread:set("id", #threads)
+  table.insert(threads, thread)
+end
+function init(args)
+  local n = tonumber(args[2])
+  reqs, idx, wrapped = {}, 0, 0
+  local i = 0
+  for line in io.lines(args[1]) do
+    if i % n == id then
+      local ts, sig, body = line:match("^([^\t]*)\t([^\t]*)\t(.*)$")
+      reqs[#reqs + 1] = wrk.format("POST", nil, {["Content-Type"] = "application/json",
+        ["X-HubSpot-Request-Timestamp"] = ts, ["X-HubSpot-Signature-v3"] = sig}, body)
+    end
+    i = i + 1
+  end
+end
+function request()
+  idx = idx + 1
+  if idx > #reqs then idx, wrapped = 1, wrapped + 1 end
+  return reqs[idx]
+end
+function done(summary, latency, requests)
+  local wraps = 0
+  for _, t in ipairs(threads) do wraps = wraps + (t:get("wrapped") or 0) end
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "errors": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "wrapped": %d}\n', summary.requests,
+    summary.duration, e.status, e.connect + e.read + e.write + e.timeout, latency:percentile(50),
+    latency:percentile(90), latency:percentile(99), latency.max, wraps))
+end
+"""
+
+
+def bare_app() -> Flask:
+    """The reference: Flask with one trivial POST handler (gunicorn ``bench.intake:bare_app()``)."""
+    app = Flask("bare")
+
+    @app.post(PATH)
+    def receive() -> Response:
+        return jsonify({"received": len(request.get_data())})
+
+    return app
+
+
+# -- requests -----------------------------------------------------------------------------------
+def write_requests(path: Path, url: str, count: int, events: int, first_id: int) -> None:
+    """``count`` signed batches of ``events`` contact events, eventIds from ``first_id`` on."""
+    stamp = str(int(time.time() * 1000))
+    now = int(stamp)
+    with path.open("w") as out:
+        for r in range(count):
+            batch = []
+            for e in range(events):
+                n = first_id + r * events + e
+                batch.append({"eventId": n, "subscriptionId": 1001 + e % 3, "portalId": 62515, "appId": 2500001,
+                              "occurredAt": now - 1000 + e, "subscriptionType": "contact.propertyChange",
+                              "attemptNumber": 0, "objectId": 100_000 + n, "propertyName": "firstname",
+                              "propertyValue": f"Name{n}", "changeSource": "CRM_UI"})  # fmt: skip
+            body = json.dumps(batch, separators=(",", ":"))
+            out.write(f"{stamp}\t{sign_v3(SECRET, 'POST', url, body.encode(), stamp)}\t{body}\n")
+
+
+# -- processes ----------------------------------------------------------------------------------
+def ensure_wrk() -> str:
+    exe = shutil.which("wrk")
+    if exe is None:
+        print("wrk not found: installing it with apt-get", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+        exe = shutil.which("wrk")
+        if exe is None:
+            subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+            subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+            exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is needed (apt-get install wrk)")
+    return exe
+
+
+def start_gunicorn(target: str, port: int, env: dict[str, str], args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "gunicorn", "--chdir", str(ROOT), "-b", f"127.0.0.1:{port}",
+           "-w", str(args.workers), "-k", args.worker_class, "--threads", str(args.threads),
+           "--keep-alive", "30", "--log-level", "warning", target]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env)
+    wait_for(lambda: port_open(port), timeout=30, what=f"gunicorn serving {target}")
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def worker_pids(master: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def run_wrk(wrk: str, url: str, script: Path, data: Path, seconds: float, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [wrk, "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{round(seconds)}s", "--timeout", "5s",
+           "-s", str(script), url, "--", str(data), str(args.wrk_threads)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
+    out = done.stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
+    result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    return result
+
+
+def measure(label: str, target: str, env: dict[str, str], wrk: str, tmp: Path, args: argparse.Namespace,
+            conn: redis.Redis) -> dict[str, Any]:  # fmt: skip
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{PATH}"
+    script = tmp / "intake.lua"
+    script.write_text(WRK_SCRIPT)
+    warm, data = tmp / f"{label}-warm.tsv", tmp / f"{label}-run.tsv"
+    write_requests(warm, url, 2000, args.events, first_id=1)
+    write_requests(data, url, int(args.duration * args.pool_rate), args.events, first_id=10_000_000)
+    conn.flushall()
+    proc = start_gunicorn(target, port, env, args)
+    profiler = None
+    try:
+        run_wrk(wrk, url, script, warm, 2, args)
+        conn.flushall()
+        if args.profile and label == "hub":
+            pid = worker_pids(proc.pid)[0]
+            profiler = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-d", str(int(args.duration)),
+                                         "-o", args.profile, "-r", "200"], stdout=subprocess.DEVNULL)  # fmt: skip
+        result = run_wrk(wrk, url, script, data, args.duration, args)
+        if profiler is not None:
+            profiler.wait(timeout=60)
+    finally:
+        stop(proc)
+    seconds = result["duration_us"] / 1e6
+    queued = jobs.queue(conn, jobs.QUEUE_HIGH)
+    result["label"] = label
+    result["rps"] = result["requests"] / seconds
+    if label == "hub":
+        job_ids = queued.job_ids
+        result["events_per_s"] = sum(len(j.args[1]) for j in queued.jobs[:50]) / max(min(len(job_ids), 50), 1)
+        result["events_per_s"] *= len(job_ids) / seconds
+        result["jobs"] = len(job_ids)
+    else:
+        result["events_per_s"] = result["rps"] * args.events
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8, help="seconds of measured load per server")
+    parser.add_argument("--connections", type=int, default=10, help="concurrent keep-alive connections")
+    parser.add_argument("--events", type=int, default=10, help="events per HubSpot batch")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", default="gthread")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--pool-rate", type=int, default=9000, help="pre-signed requests per second of run")
+    parser.add_argument("--profile", default=None, help="py-spy flame graph of one hub worker (needs py-spy)")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        server = RedisServer(tmp / "redis").start()
+        try:
+            conn = redis.Redis.from_url(server.url)
+            env = {**os.environ, "REDIS_URL": server.url, "HUBSPOT_CLIENT_SECRET": SECRET, "HUB_CONFIG": str(ROOT),
+                   "PYTHONPATH": str(ROOT)}  # fmt: skip
+            results = [
+                measure("bare", "bench.intake:bare_app()", env, wrk, tmp, args, conn),
+                measure("hub", "hub.app:create_app()", env, wrk, tmp, args, conn),
+            ]
+        finally:
+            server.stop()
+    print(f"\n{args.workers} gunicorn {args.worker_class} workers x {args.threads} threads, wrk {args.wrk_threads} "
+          f"threads x {args.connections} connections, {args.events} events per request, {args.duration:g} s")  # fmt: skip
+    print(f"{'server':<8}{'requests/s':>12}{'events/s':>11}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+          f"{'non-2xx':>9}{'errors':>8}")  # fmt: skip
+    for r in results:
+        print(f"{r['label']:<8}{r['rps']:>12,.0f}{r['events_per_s']:>11,.0f}{r['p50_us'] / 1000:>8.2f}"
+              f"{r['p90_us'] / 1000:>8.2f}{r['p99_us'] / 1000:>8.2f}{r['max_us'] / 1000:>8.1f}{r['non2xx']:>9}"
+              f"{r['errors']:>8}")  # fmt: skip
+    bare, hub = results
+    print(f"cost ratio (bare requests/s / hub requests/s): {bare['rps'] / hub['rps']:.2f}  (goal <= 1.5)")
+    print(f"hub: {hub['jobs']:,} jobs queued for {hub['requests']:,} requests; goal >= 3,000 requests/s, p99 <= 20 ms")
+    if any(r["wrapped"] for r in results):
+        print("warning: the pre-signed pool ran out and repeated (raise --pool-rate): repeats are duplicates")
+
+
+if __name__ == "__main__":
+    main()
