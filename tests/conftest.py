@@ -11,7 +11,12 @@ import redis
 from hub import clock
 from tests.support.procs import RedisServer
 
-pytest_plugins = ["tests.support.airtable", "tests.support.hubspot", "tests.support.mailchimp"]
+pytest_plugins = [
+    "tests.support.airtable",
+    "tests.support.hubspot",
+    "tests.support.mailchimp",
+    "tests.support.hubenv",
+]
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,7 @@ def accept(
     if fresh:
         try:
             with r.pipeline(transaction=True) as pipe:
+                pipe.multi()  # rq's enqueue(pipeline=...) expects the transaction open
                 queued = jobs.enqueue(r, job, provider, fresh, **(extra or {}), queue_name=queue_name, pipeline=pipe)
                 for i in fresh_idx:
                     pipe.expire(keys[i], DEDUPE_TTL)

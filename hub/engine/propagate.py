@@ -48,9 +48,12 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     connector = rt.connector(target)
     writes: list[Write] = []
     keys: list[str] = []
+    sent: list[dict[str, str]] = []
     stale = 0
-    for it in items:
-        key, values = it["key"], it["values"]
+    merged: dict[str, dict[str, Any]] = {}
+    for it in items:  # one write per record, whatever number of changes the batch carried
+        merged.setdefault(it["key"], {}).update(it["values"])
+    for key, values in merged.items():
         current = state.fingerprints(entity, key, list(values))
         send = {n: v for n, v in values.items() if current.get(n) == fingerprint(v)}
         stale += len(values) - len(send)
@@ -77,6 +80,7 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
                 log.warning("propagate: %s record has no identity %s can match on; not created there", entity, target)
                 continue
         keys.append(key)
+        sent.append({n: fingerprint(v) for n, v in send.items() if n in getattr(mapping.systems, target).fields})
     if not writes:
         return {"written": 0, "stale": stale}
     written = connector.upsert_many(coll, writes)
@@ -84,7 +88,8 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     outbox = _outbox_name()
     now_ms = int(clock.now().timestamp() * 1000)
     id_field = f"{target}_id"
-    for key, write, rec in zip(keys, writes, written, strict=True):
+    for key, write, rec, fps in zip(keys, writes, written, sent, strict=True):
+        state.written(entity, key, target, fps)
         if write.id == rec.id:
             continue
         links += 1
@@ -136,5 +141,6 @@ def repair(conflicts: list[dict[str, Any]]) -> dict[str, int]:
         fields = to_system(mapping, edited, {name: value}, only={name})
         if fields:
             rt.connector(edited).upsert_many(collection(mapping, edited), [Write(fields, id=ids[edited])])
+            state.written(entity, key, edited, {name: fingerprint(value)})
             repaired += 1
     return {"repaired": repaired}

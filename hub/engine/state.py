@@ -1,7 +1,9 @@
 """Per-record bookkeeping in Redis: what the hub last agreed each field is, never the data itself.
 
 For each record (entity + key) a hash holds, per field, a fingerprint of the agreed value and the
-source time it was set; the record's id in each system; a version. Values themselves are kept only
+source time it was set, and per system the fingerprint of the value that system last had (so a
+value still waiting for propagation is not mistaken for an edit there); the record's id in each
+system; a version. Values themselves are kept only
 for fields whose *previous* value a rule asks about (``changed: ... from:``).
 
 Applying what a system reports is one Lua script: fields whose fingerprint differs are changes
@@ -46,12 +48,20 @@ def index_key(system: str, coll: str, record_id: str) -> str:
 _APPLY = """
 local fields = cjson.decode(ARGV[4])
 local ts = tonumber(ARGV[3])
-local existed = redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HEXISTS', KEYS[1], 'ver') == 1
+local sys = ARGV[1]
+local existed = redis.call('HEXISTS', KEYS[1], 'ver') == 1
 local changed, conflicts = {}, {}
 for _, f in ipairs(fields) do
   local name, fp, mode, tracked = f[1], f[2], f[3], f[4]
+  -- A system changed a field only if its value differs from what that system last had:
+  -- a stale value waiting for propagation is not a change.
+  local seen = nil
+  if sys ~= 'hub' then
+    seen = redis.call('HGET', KEYS[1], 's:' .. sys .. ':' .. name)
+    redis.call('HSET', KEYS[1], 's:' .. sys .. ':' .. name, fp)
+  end
   local cur = redis.call('HGET', KEYS[1], 'f:' .. name)
-  if cur ~= fp then
+  if seen ~= fp and cur ~= fp then
     local accept, reason = false, ''
     if not cur or mode == 'own' then
       accept = true
@@ -75,7 +85,7 @@ for _, f in ipairs(fields) do
   end
 end
 if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'id:' .. ARGV[1], ARGV[2])
+  redis.call('HSET', KEYS[1], 'id:' .. sys, ARGV[2])
   redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[7])
 end
 local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
@@ -210,6 +220,11 @@ class RecordState:
             return {}
         raw = self.conn.hmget(state_key(entity, key), [f"f:{n}" for n in names])
         return {n: (v.decode() if v else None) for n, v in zip(names, raw, strict=True)}
+
+    def written(self, entity: str, key: str, system: str, fingerprints: dict[str, str]) -> None:
+        """Remember what the hub just wrote to ``system``: its echo is then no change."""
+        if fingerprints:
+            self.conn.hset(state_key(entity, key), mapping={f"s:{system}:{n}": fp for n, fp in fingerprints.items()})
 
     def link(self, entity: str, key: str, system: str, coll_id: str, record_id: str) -> None:
         with self.conn.pipeline() as pipe:

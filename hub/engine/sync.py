@@ -222,6 +222,7 @@ def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]
             changes = {n: [old, values.get(n)] for n, (old, _had) in changed.items()}
             record_events.append(_record_event(item, result, kind, changes))
     with rt.redis.pipeline(transaction=True) as pipe:
+        pipe.multi()  # explicit: rq's enqueue(pipeline=...) expects a transaction already open
         for (entity, target), items in pushes.items():
             jobs.enqueue(rt.redis, PROPAGATE_JOB, entity, target, items, pipeline=pipe)
             counts["propagations"] += len(items)
