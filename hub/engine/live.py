@@ -251,10 +251,30 @@ class LiveContext:
         return {"associated": [mine, other_id]}
 
     def _mailchimp(self) -> tuple[Any, str, str]:
+        """The audience and address to act on: the record's own list, or — for a ticket, a booking —
+        the list of the contact entity its email field points to."""
         mapping = self._mapping()
-        if mapping.systems.mailchimp is None:
-            raise ConfigError(f"entity {mapping.entity!r} is not mapped to mailchimp")
-        return self.rt.connector("mailchimp"), mapping.systems.mailchimp.list, self._email()
+        target = mapping.systems.mailchimp
+        if target is None:
+            contacts = [m for m in self.rt.config.mappings.values() if m.systems.mailchimp is not None]
+            if len(contacts) != 1:
+                raise ConfigError(f"entity {mapping.entity!r} is not mapped to mailchimp, and no single contact "
+                                  f"entity is ({len(contacts)} are)")
+            target = contacts[0].systems.mailchimp
+        assert target is not None
+        return self.rt.connector("mailchimp"), target.list, self._email()
+
+    def _mailchimp_do(self, fn: Any) -> Any:
+        """Run a member action; a member not in the audience yet (its sync may still be queued) is
+        added first, with the consent the rule already checked."""
+        mc, list_id, email = self._mailchimp()
+        try:
+            return fn(mc, list_id, email)
+        except PermanentError as exc:
+            if exc.status != 404:
+                raise
+        mc.upsert_many(Collection(list_id), [Write({"email_address": email}, match="email_address")])
+        return fn(mc, list_id, email)
 
     def mailchimp_upsert(self, status_if_new: str, merge_fields: dict[str, Any]) -> dict[str, Any]:
         mc, list_id, email = self._mailchimp()
@@ -268,11 +288,10 @@ class LiveContext:
         return {"id": rec.id}
 
     def mailchimp_tags(self, add: list[str], remove: list[str]) -> dict[str, Any]:
-        mc, list_id, email = self._mailchimp()
-        mc.tag(list_id, email, add=add, remove=remove)
+        self._mailchimp_do(lambda mc, list_id, email: mc.tag(list_id, email, add=add, remove=remove))
         return {"added": add, "removed": remove}
 
     def mailchimp_event(self, name: str, properties: dict[str, str]) -> dict[str, Any]:
-        mc, list_id, email = self._mailchimp()
-        sent = mc.event_once(list_id, email, name, {**properties, "hub_key": self.key[:32]}, "hub_key")
+        props = {**properties, "hub_key": self.key[:32]}
+        sent = self._mailchimp_do(lambda mc, list_id, email: mc.event_once(list_id, email, name, props, "hub_key"))
         return {"sent": sent}

@@ -252,7 +252,7 @@ def _recompute_requests(cfg: Config, mapping: Mapping, item: dict[str, Any], out
 
 
 def _kind(item: dict[str, Any], result: dict[str, Any]) -> str:
-    if result.get("created") and item.get("kind") in ("created", "unknown"):
+    if result.get("created") and item.get("kind") in ("created", "unknown", "rule"):
         return "created"
     return "updated"
 
