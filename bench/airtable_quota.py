@@ -6,7 +6,7 @@ requests failing with 500. Prints, for each run: elapsed seconds (first worker s
 worker end), the floor (requests the stand-in received / 5 per s), their ratio and the 429s.
 Goal: within 10 % of the floor, zero 429s.
 
-    python bench/airtable_quota.py [--workers 4] [--per-worker 500]
+    python bench/airtable_quota.py [--workers 4] [--per-worker 500] [--margin 0.05]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from connectors.airtable import AirtableConnector
 from connectors.base import Collection, FieldSpec
 from hub.sandbox.airtable import DEFAULT_BASE, DEFAULT_TOKEN, AirtableStandIn
 from hub.sandbox.common import serve
-from tests.support.airtable import LOAD_FIELDS, admin, run_load
+from tests.support.airtable import LOAD_FIELDS, admin, quiet_werkzeug, run_load
 from tests.support.procs import RedisServer
 
 RATE = 5.0
@@ -34,7 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--per-worker", type=int, default=500)
+    parser.add_argument("--margin", type=float, default=0.05, help="the governor's spacing margin")
     args = parser.parse_args()
+    quiet_werkzeug()
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp)).start()
         handle = serve(AirtableStandIn())
@@ -47,7 +49,8 @@ def main() -> None:
                 specs = [FieldSpec(LOAD_FIELDS[0]), FieldSpec(LOAD_FIELDS[1]), FieldSpec(LOAD_FIELDS[2], "number")]
                 setup.ensure_schema(Collection(table, DEFAULT_BASE), specs)
                 admin(handle, "/_sandbox/faults", {"error_rate": error_rate, "seed": 7})
-                result = run_load(handle.url, server.url, table, workers=args.workers, per_worker=args.per_worker)
+                result = run_load(handle.url, server.url, table, workers=args.workers, per_worker=args.per_worker,
+                                  margin=args.margin)
                 admin(handle, "/_sandbox/faults", {"error_rate": 0.0})
                 floor = result["requests"] / RATE
                 print(f"{label:<12}{result['written']:>8}{result['requests']:>10}{result['elapsed']:>11.1f}"

@@ -17,13 +17,7 @@ from hub.errors import ConfigError, MissingSetting, PermanentError, TransientErr
 from hub.sandbox.airtable import DEFAULT_BASE, DEFAULT_TOKEN
 from hub.sandbox.common import ServerHandle
 from hub.settings import Settings
-from tests.support import airtable as support
 from tests.support.airtable import PENALTY, PingReceiver, admin, fast_policy, requests_to
-
-# fixtures, used by name
-airtable_standin = support.airtable_standin
-airtable = support.airtable
-ping_receiver = support.ping_receiver
 
 CLIENTS = Collection("Clients", DEFAULT_BASE)
 SPECS = [

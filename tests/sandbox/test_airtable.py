@@ -38,11 +38,8 @@ from pyairtable.models import WebhookNotification
 
 from hub.sandbox.airtable import DEFAULT_BASE, DEFAULT_TOKEN, AirtableStandIn, exports
 from hub.sandbox.common import ServerHandle, serve
-from tests.support import airtable as support
-from tests.support.airtable import PingReceiver, admin, requests_to
+from tests.support.airtable import PingReceiver, admin, quiet_werkzeug, requests_to
 from tests.support.procs import wait_for
-
-ping_receiver = support.ping_receiver  # a fixture, used by name
 
 FIELDS: list[dict[str, Any]] = [
     {"name": "Email", "type": "email"},
@@ -69,6 +66,7 @@ def http_error(exc: pytest.ExceptionInfo[requests.HTTPError]) -> tuple[int, dict
 @pytest.fixture
 def standin() -> Iterator[ServerHandle]:
     """A stand-in without the 5 req/s limit, for tests about everything else."""
+    quiet_werkzeug()
     handle = serve(AirtableStandIn(rate_limit=10_000))
     yield handle
     handle.stop()

@@ -26,7 +26,11 @@ from hub.sandbox.common import ServerHandle, serve
 from tests.support.procs import python_env, wait_for
 
 PENALTY = 1.0  # seconds of 429s after a rate-limit breach in tests (Airtable's is 30)
-logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request drowns failures
+
+
+def quiet_werkzeug() -> None:
+    """One access-log line per request drowns a failing test's output."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 def fast_policy() -> RetryPolicy:
@@ -37,6 +41,7 @@ def fast_policy() -> RetryPolicy:
 @pytest.fixture
 def airtable_standin() -> Iterator[ServerHandle]:
     """A fresh stand-in at Airtable's real 5 requests/s per base, with a 1 s penalty."""
+    quiet_werkzeug()
     handle = serve(AirtableStandIn(penalty_seconds=PENALTY))
     yield handle
     handle.stop()
@@ -104,11 +109,13 @@ def ping_receiver() -> Iterator[PingReceiver]:
 LOAD_FIELDS = ("Key", "Name", "N")
 
 
-def push_worker(endpoint: str, redis_url: str, table: str, start: int, count: int, gate: str) -> None:
+def push_worker(
+    endpoint: str, redis_url: str, table: str, start: int, count: int, gate: str, margin: float = 0.05
+) -> None:
     """Upsert ``count`` records keyed ``k00000``… from ``start``; waits at the Redis ``gate`` so
     all workers begin together, then prints a JSON summary (times are wall clock)."""
     conn = redis.Redis.from_url(redis_url)
-    connector = AirtableConnector(DEFAULT_TOKEN, endpoint_url=endpoint, conn=conn, timeout=(5, 30))
+    connector = AirtableConnector(DEFAULT_TOKEN, endpoint_url=endpoint, conn=conn, timeout=(5, 30), margin=margin)
     writes = [Write(fields={"Key": f"k{i:05d}", "Name": f"Client {i}", "N": i}, match="Key")
               for i in range(start, start + count)]
     conn.incr(f"{gate}:ready")
@@ -120,16 +127,17 @@ def push_worker(endpoint: str, redis_url: str, table: str, start: int, count: in
 
 
 def run_load(url: str, redis_url: str, table: str, *, workers: int = 4, per_worker: int = 500,
-             timeout: float = 600.0) -> dict[str, Any]:
+             margin: float = 0.05, timeout: float = 600.0) -> dict[str, Any]:
     """Run ``workers`` worker processes against the stand-in at ``url``; returns what they did
     and what the stand-in saw (its stats are reset first)."""
+    quiet_werkzeug()
     conn = redis.Redis.from_url(redis_url)
     gate = f"hub:test:gate:{uuid.uuid4().hex}"
     admin(url, "/_sandbox/stats/reset", {})
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.support.airtable", url, redis_url, table, str(w * per_worker),
-             str(per_worker), gate],
+             str(per_worker), gate, str(margin)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=python_env(), text=True,
         )
         for w in range(workers)
@@ -161,4 +169,4 @@ def run_load(url: str, redis_url: str, table: str, *, workers: int = 4, per_work
 
 
 if __name__ == "__main__":
-    push_worker(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+    push_worker(*sys.argv[1:4], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], float(sys.argv[7]))
