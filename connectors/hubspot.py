@@ -393,4 +393,7 @@ def connect(settings: Settings, conn: redis.Redis) -> HubSpotConnector:
         conn,
         host=settings.hubspot_host,
         developer_api_key=settings.get("HUBSPOT_DEVELOPER_API_KEY"),
+        # Plans differ (190/10 s on Professional, more on Enterprise or with the API limit increase).
+        rate=settings.number("HUBSPOT_RATE_LIMIT", 190),
+        search_rate=settings.number("HUBSPOT_SEARCH_RATE_LIMIT", 4),
     )

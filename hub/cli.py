@@ -144,4 +144,7 @@ def rules_test(ctx: Ctx, rule_id: str, record_file: Path, event_file: Path | Non
 from hub import cli_ops, cli_webhooks  # noqa: E402,F401  (register their commands)
 
 if __name__ == "__main__":
-    main()
+    # `python -m hub.cli` runs this file as __main__: use the group the other modules registered on.
+    from hub.cli import main as registered
+
+    registered()

@@ -151,6 +151,10 @@ def hub_job(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            # Redis itself is unreachable or restarting: rq retries the job once it is back.
+            log.warning("%s: Redis unavailable, will retry: %s", fn.__name__, exc)
+            raise
         except TransientError as exc:
             job = get_current_job()
             if job is not None and exc.retry_after:

@@ -20,8 +20,14 @@ NAMES = (
     "HUBSPOT_HOST",
     "HUBSPOT_CLIENT_SECRET",
     "HUBSPOT_DEVELOPER_API_KEY",
+    "HUBSPOT_RATE_LIMIT",
+    "HUBSPOT_SEARCH_RATE_LIMIT",
+    "AIRTABLE_RATE_LIMIT",
     "MAILCHIMP_API_KEY",
     "MAILCHIMP_HOST",
+    "MAILCHIMP_WEBHOOK_SECRET",
+    "FIRESTORE_RELAY_SECRET",
+    "HUB_PUBLIC_URL",
     "FIRESTORE_EMULATOR_HOST",
     "GOOGLE_CLOUD_PROJECT",
     "GOOGLE_APPLICATION_CREDENTIALS",
@@ -46,6 +52,21 @@ class Settings:
         value = self.get(name)
         if value is None:
             raise MissingSetting(name, where)
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        """A positive number setting; a bad value is a config error naming the variable."""
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            from hub.errors import ConfigError
+
+            raise ConfigError(f"{name} must be a positive number, got {raw!r}")
         return value
 
     @property

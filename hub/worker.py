@@ -10,10 +10,15 @@ processes (the Procfile's ``worker`` line scales out), and each job's errors are
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Sequence
 
 import redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.worker import SimpleWorker
 
 from hub import jobs
@@ -21,7 +26,54 @@ from hub.runtime import Runtime
 
 
 class HubWorker(SimpleWorker):
-    """SimpleWorker with the hub's serializer and queues."""
+    """SimpleWorker with the hub's serializer and queues, which also recovers the jobs of workers
+    that died (SIGKILL, OOM, a lost dyno) as soon as it can tell they are dead."""
+
+    def clean_registries(self) -> None:
+        reap_orphans(self.connection, [q.name for q in self.queues])
+        super().clean_registries()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _worker_dead(conn: redis.Redis, name: str | None) -> bool:
+    """Dead: unregistered (its heartbeat expired), or registered on this host with a PID that is gone."""
+    if not name:
+        return False
+    raw = conn.hmget(f"rq:worker:{name}", "hostname", "pid")
+    if raw[0] is None and raw[1] is None:
+        return True
+    host, pid = (raw[0] or b"").decode(), int(raw[1] or 0)
+    return host == socket.gethostname() and pid > 0 and not _pid_alive(pid)
+
+
+def reap_orphans(conn: redis.Redis, queue_names: Sequence[str] = jobs.QUEUES) -> int:
+    """Hand the jobs of dead workers to rq's own abandoned-job handling now, rather than when their
+    timeout runs out (10 minutes): retried if they have retries left, failed otherwise."""
+    reaped = 0
+    for name in queue_names:
+        registry = StartedJobRegistry(name, connection=conn, serializer=jobs.HubSerializer)
+        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+            try:
+                job = Job.fetch(job_id, connection=conn, serializer=jobs.HubSerializer)
+            except NoSuchJobError:
+                continue
+            if _worker_dead(conn, job.worker_name):
+                conn.zadd(registry.key, {f"{job_id}:{execution_id}": 1}, xx=True)  # expired now
+                reaped += 1
+        if reaped:
+            registry.cleanup()
+    if reaped:
+        logging.getLogger("hub.worker").warning("recovered %d job(s) of workers that died", reaped)
+    return reaped
 
 
 def build(conn: redis.Redis, queue_names: Sequence[str] = jobs.QUEUES, name: str | None = None) -> HubWorker:
@@ -50,6 +102,7 @@ def run(
     )
     from hub.engine import waits
 
+    reap_orphans(runtime.redis, queue_names)
     released = waits.release(runtime.redis)  # waits that came due while no worker ran: fire them now (once)
     if released:
         logging.getLogger("hub.worker").info("released %d wait(s) that came due while workers were down", released)

@@ -141,7 +141,9 @@ def relay() -> Response:
 
 # -- the listener -------------------------------------------------------------------------------
 def listen(rt: Runtime) -> None:
-    """Run the Firestore listener until SIGTERM/SIGINT (``hub listen``)."""
+    """Run the Firestore listener until SIGTERM/SIGINT (``hub listen``), logging like ``hub worker``."""
     from webhooks.firestore_listen import run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     run(rt)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -115,8 +116,8 @@ class CollectionWatch:
 
     def fail(self, what: str) -> None:
         """Stop trusting this watch; the run loop restarts it after a backoff."""
-        log.exception("firestore listen: %s failed on %s; restarting its watch in %.0f s", what, self.coll,
-                      self.backoff)  # fmt: skip
+        log.error("firestore listen: %s failed on %s; restarting its watch in %.0f s", what, self.coll, self.backoff,
+                  exc_info=sys.exc_info()[0] is not None)  # fmt: skip
         self.failed = True
         self.retry_at = time.monotonic() + self.backoff
         self.backoff = min(self.backoff * 2, MAX_BACKOFF)
@@ -177,7 +178,8 @@ class CollectionWatch:
         self.counts.update(ev["kind"] for ev in events)
         with self.conn.pipeline(transaction=True) as pipe:
             if sets:
-                pipe.hset(self.state, mapping=sets)
+                versions: dict[Any, Any] = dict(sets)
+                pipe.hset(self.state, mapping=versions)
             if gone:
                 pipe.hdel(self.state, *gone)
             if read_time is not None:
@@ -204,8 +206,8 @@ class CollectionWatch:
         with self.lock:
             if self.failed:
                 return
-            candidates = [k.decode() for k in self.conn.hkeys(self.state)]
-            candidates = [c for c in candidates if c not in self.accounted]
+            stored = [k.decode() if isinstance(k, bytes) else str(k) for k in self.conn.hkeys(self.state)]
+            candidates = [c for c in stored if c not in self.accounted]
         present = {r.id for r in self.connector.get_many(Collection(self.coll), candidates)} if candidates else set()
         with self.lock:
             if self.failed:
@@ -313,7 +315,7 @@ def run(rt: Runtime, *, first_run_margin: float = FIRST_RUN_MARGIN) -> Counter[s
     """The ``hub listen`` process: run a :class:`Listener` until SIGTERM or SIGINT."""
     listener = Listener(rt, first_run_margin=first_run_margin)
     in_main = threading.current_thread() is threading.main_thread()
-    previous: dict[int, Any] = {}
+    previous: dict[signal.Signals, Any] = {}
     if in_main:
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, lambda *_: listener.stop.set())

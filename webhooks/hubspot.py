@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from hub.errors import HubError
 from hub.runtime import Runtime
 from hub.settings import Settings
 from webhooks.intake import Reject, accept, answer, body, dedupe_key, guarded, parse_json, require_content_type
@@ -84,7 +85,7 @@ def requested_uri(public_url: str | None = None) -> str:
     return f"{request.scheme}://{request.host}{raw}"
 
 
-def verify(secret: str, raw: bytes, uri: str, *, now_ms: int | None = None) -> None:
+def verify(secret: str, raw: bytes, uri: str) -> None:
     """Raise a 401 :class:`Reject` unless the request carries a fresh, valid v3 signature."""
     signature = request.headers.get(SIGNATURE)
     stamp = request.headers.get(TIMESTAMP)
@@ -96,7 +97,7 @@ def verify(secret: str, raw: bytes, uri: str, *, now_ms: int | None = None) -> N
         sent_ms = int(stamp)
     except ValueError:
         raise Reject(401, f"{TIMESTAMP} is not epoch milliseconds") from None
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = int(time.time() * 1000)  # the sender's wall clock, not the hub's pinnable one
     if abs(now - sent_ms) > TOLERANCE_MS:
         raise Reject(401, f"stale {TIMESTAMP}: {abs(now - sent_ms) // 1000} s from now (limit 300 s)")
     given = signature.encode("latin-1")
@@ -260,8 +261,6 @@ def event_types(rt: Runtime) -> dict[str, list[str]]:
 def setup(rt: Runtime, public_url: str) -> dict[str, Any]:
     """Point the app's webhooks at ``{public_url}/webhooks/hubspot`` and subscribe every mapped
     object type (idempotent: existing subscriptions are kept, paused ones re-activated)."""
-    from hub.errors import HubError
-
     app_id = rt.settings.require("HUBSPOT_APP_ID", "hub webhooks setup (HubSpot)")
     target = public_url.rstrip("/") + PATH
     connector = rt.connector("hubspot")

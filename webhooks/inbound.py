@@ -32,7 +32,7 @@ def declared(name: str) -> InboundWebhook:
     runtime: Runtime = current_app.extensions["hub.runtime"]
     hook = runtime.config.rules_file.webhooks.get(name)
     if hook is None:
-        raise Reject(404, f"no inbound webhook named {name!r} is declared in rules.yaml (webhooks:)")
+        raise Reject(404, f"no inbound webhook named {name!r} is declared in rules.yaml (or `hub check` refused it)")
     return hook
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,9 +94,19 @@ for i, key in ipairs(KEYS) do
 end
 return fresh
 """
+_scripts: weakref.WeakKeyDictionary[redis.Redis, Any] = weakref.WeakKeyDictionary()
 
 
-def accept(
+def _script(r: redis.Redis) -> Any:
+    """The claim script registered on ``r`` (once per connection; EVALSHA afterwards)."""
+    script = _scripts.get(r)
+    if script is None:
+        script = _scripts[r] = r.register_script(_ACCEPT)
+    return script
+
+
+def accept_on(
+    r: redis.Redis,
     provider: str,
     events: Sequence[dict[str, Any]],
     keys: Sequence[str],
@@ -104,13 +115,12 @@ def accept(
     queue_name: str = jobs.QUEUE_HIGH,
     extra: dict[str, Any] | None = None,
 ) -> Accepted:
-    """Mark ``events`` seen (by ``keys``), enqueue the new ones as one job, and say what happened."""
+    """Mark ``events`` seen (by ``keys``), enqueue the new ones as one job, and say what happened.
+    Needs no Flask app: the Firestore listener calls it from its own process."""
     if len(events) != len(keys):
         raise ValueError("one de-duplication key per event")
-    r = conn()
-    script = current_app.extensions.setdefault("hub.accept_script", r.register_script(_ACCEPT))
     # Claim the keys briefly, then queue the job and make the claims last, in one transaction.
-    fresh_idx = [int(i) - 1 for i in script(keys=list(keys), args=[PENDING_TTL])] if keys else []
+    fresh_idx = [int(i) - 1 for i in _script(r)(keys=list(keys), args=[PENDING_TTL])] if keys else []
     fresh = [events[i] for i in fresh_idx]
     job_id = None
     if fresh:
@@ -130,6 +140,19 @@ def accept(
     if dupes:
         log.info("%s: %d duplicate event(s) acknowledged and dropped", provider, dupes)
     return Accepted(len(events), len(fresh), dupes, job_id)
+
+
+def accept(
+    provider: str,
+    events: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    *,
+    job: str = BATCH_JOB,
+    queue_name: str = jobs.QUEUE_HIGH,
+    extra: dict[str, Any] | None = None,
+) -> Accepted:
+    """:func:`accept_on` the app's Redis (inside a request)."""
+    return accept_on(conn(), provider, events, keys, job=job, queue_name=queue_name, extra=extra)
 
 
 def answer(result: Accepted, status: int = 200) -> Response:

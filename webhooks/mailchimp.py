@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from hub.errors import HubError
 from hub.runtime import Runtime
 from hub.settings import Settings
 from webhooks.intake import Accepted, Reject, accept, answer, body, dedupe_key, guarded, require_content_type
@@ -178,8 +179,6 @@ def setup(rt: Runtime, public_url: str) -> dict[str, Any]:
     Hub webhooks of the same public URL with another secret (rotated) are removed; a webhook with
     the right URL but other events or sources is re-created. ``MAILCHIMP_WEBHOOK_SOURCES``
     (comma-separated) overrides the sources."""
-    from hub.errors import HubError
-
     secret = rt.settings.require("MAILCHIMP_WEBHOOK_SECRET", "hub webhooks setup (Mailchimp)")
     env_sources = rt.settings.get("MAILCHIMP_WEBHOOK_SOURCES")
     sources = tuple(s.strip() for s in env_sources.split(",") if s.strip()) if env_sources else DEFAULT_SOURCES

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flask import request
+from werkzeug.datastructures import Headers
 
 from webhooks.intake import Reject
 
@@ -91,7 +92,7 @@ def _signatures(header: str) -> list[bytes]:
 
 def verify(
     secret: str,
-    headers: Mapping[str, str],
+    headers: Mapping[str, str] | Headers,
     body: bytes,
     *,
     tolerance: float = TOLERANCE,

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from hub.actions import checks
 from hub.actions.registry import action
 from hub.config.types import Duration, Identifier, Strict
 from hub.engine.context import ActionContext
@@ -77,7 +78,11 @@ class AssociateArgs(Strict):
     id: str = Field(description="Its HubSpot id (template), e.g. {{ record.company_hubspot_id }}")
 
 
-@action("hubspot.associate", AssociateArgs)
+@action(
+    "hubspot.associate",
+    AssociateArgs,
+    check=lambda raw, cfg, entity: checks.known_entity(raw.get("entity"), cfg, "entity"),
+)
 def associate(ctx: ActionContext, args: AssociateArgs) -> dict[str, Any]:
     """Associate the record with another HubSpot record (default association type)."""
     return ctx.hubspot_associate(args.entity, args.id)

@@ -7,9 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from hub.actions import checks
 from hub.actions.registry import action
 from hub.config.types import Strict
 from hub.engine.context import ActionContext
+
+
+def _audience(raw: dict[str, Any], cfg: Any, entity: str | None) -> list[tuple[str, str]]:
+    return checks.mailchimp_audience(cfg, entity)
 
 
 class UpsertArgs(Strict):
@@ -17,7 +22,7 @@ class UpsertArgs(Strict):
     merge_fields: dict[str, Any] = Field(default_factory=dict, description="Extra merge fields (MERGE TAG → value)")
 
 
-@action("mailchimp.upsert_member", UpsertArgs, marketing=True)
+@action("mailchimp.upsert_member", UpsertArgs, marketing=True, check=_audience)
 def upsert_member(ctx: ActionContext, args: UpsertArgs) -> dict[str, Any]:
     """Add or update the contact in the audience, with the mapped merge fields."""
     return ctx.mailchimp_upsert(args.status_if_new, args.merge_fields)
@@ -27,13 +32,13 @@ class TagArgs(Strict):
     tags: list[str] = Field(min_length=1)
 
 
-@action("mailchimp.tag", TagArgs, marketing=True)
+@action("mailchimp.tag", TagArgs, marketing=True, check=_audience)
 def tag(ctx: ActionContext, args: TagArgs) -> dict[str, Any]:
     """Add tags to the contact (a Mailchimp automation can start on a tag)."""
     return ctx.mailchimp_tags(add=args.tags, remove=[])
 
 
-@action("mailchimp.untag", TagArgs, marketing=True)
+@action("mailchimp.untag", TagArgs, marketing=True, check=_audience)
 def untag(ctx: ActionContext, args: TagArgs) -> dict[str, Any]:
     """Remove tags from the contact."""
     return ctx.mailchimp_tags(add=[], remove=args.tags)
@@ -44,7 +49,7 @@ class EventArgs(Strict):
     properties: dict[str, str] = Field(default_factory=dict)
 
 
-@action("mailchimp.event", EventArgs, marketing=True)
+@action("mailchimp.event", EventArgs, marketing=True, check=_audience)
 def event(ctx: ActionContext, args: EventArgs) -> dict[str, Any]:
     """Record a custom event on the contact (starts Mailchimp customer journeys)."""
     return ctx.mailchimp_event(args.name, args.properties)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
+from hub.actions import checks
 from hub.actions.registry import action
 from hub.config.types import Identifier, Strict
 from hub.engine.context import ActionContext
@@ -16,7 +17,11 @@ class NotifyArgs(Strict):
     channel: Identifier = Field("ops", description="A channel declared under `channels:` in rules.yaml")
 
 
-@action("notify", NotifyArgs)
+@action(
+    "notify",
+    NotifyArgs,
+    check=lambda raw, cfg, entity: checks.declared(raw.get("channel", "ops"), cfg, "channels", "channel"),
+)
 def notify(ctx: ActionContext, args: NotifyArgs) -> dict[str, Any]:
     """Post a message to an operator channel (Slack/Teams/Mattermost incoming webhook)."""
     return ctx.notify(args.channel, args.text)

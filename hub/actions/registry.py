@@ -25,20 +25,28 @@ class ActionSpec:
     marketing: bool = False  # a message to a contact: consent and contact budgets apply
     external: bool = True  # has an effect outside the hub (so it is guarded by an idempotency key)
     description: str = ""
+    # Cross-checks at load: (raw args, config, rule entity) → [(argument path, message)]
+    check: Callable[[dict[str, Any], Any, str | None], list[tuple[str, str]]] | None = None
 
 
 REGISTRY: dict[str, ActionSpec] = {}
 
 
 def action(
-    name: str, args: type[BaseModel], *, marketing: bool = False, external: bool = True
+    name: str,
+    args: type[BaseModel],
+    *,
+    marketing: bool = False,
+    external: bool = True,
+    check: Callable[[dict[str, Any], Any, str | None], list[tuple[str, str]]] | None = None,
 ) -> Callable[[Callable[[ActionContext, Any], dict[str, Any] | None]], Callable[..., Any]]:
-    """Register ``fn`` as the action ``name`` taking ``args``."""
+    """Register ``fn`` as the action ``name`` taking ``args`` (``check`` cross-checks them at load)."""
 
     def deco(fn: Callable[[ActionContext, Any], dict[str, Any] | None]) -> Callable[..., Any]:
         if name in REGISTRY:
             raise ValueError(f"action {name!r} is registered twice")
-        REGISTRY[name] = ActionSpec(name, args, fn, marketing, external, (fn.__doc__ or "").strip().split("\n")[0])
+        summary = (fn.__doc__ or "").strip().split("\n")[0]
+        REGISTRY[name] = ActionSpec(name, args, fn, marketing, external, summary, check)
         return fn
 
     return deco

@@ -248,14 +248,19 @@ def check_rule_refs(raw: PosDict, model: Rule | None, cfg: Config, context: str)
     return out
 
 
-def rule_fields(model: Rule | None, cfg: Config) -> list[str] | None:
-    """The fields ``record`` has in this rule's expressions (None when there is no record)."""
+def record_entity(model: Rule | None, cfg: Config) -> str | None:
+    """The entity of the record a rule acts on (a webhook's declared entity for webhook rules)."""
     if model is None:
         return None
-    entity = model.entity
     if isinstance(model.when, WebhookTrigger):
         hook = cfg.rules_file.webhooks.get(model.when.webhook)
-        entity = hook.entity if hook else None
+        return hook.entity if hook else None
+    return model.entity
+
+
+def rule_fields(model: Rule | None, cfg: Config) -> list[str] | None:
+    """The fields ``record`` has in this rule's expressions (None when there is no record)."""
+    entity = record_entity(model, cfg)
     if entity is None or entity not in cfg.mappings:
         return None
     return list(cfg.mappings[entity].all_fields())

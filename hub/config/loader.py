@@ -49,6 +49,7 @@ class Config:
     issues: list[ConfigIssue] = field(default_factory=list)
     refused_rules: list[str] = field(default_factory=list)
     refused_entities: dict[str, str] = field(default_factory=dict)  # entity → its file
+    broken_entries: set[str] = field(default_factory=set)  # "channels.ops": declared, but invalid
 
     @property
     def ok(self) -> bool:
@@ -76,8 +77,16 @@ def load(root: str | os.PathLike[str], env: AbcMapping[str, str] | None = None) 
     raw_mappings = _load_mappings(base, environ, cfg)
     _validate_mappings(raw_mappings, cfg)
     _load_rules(base, environ, cfg)
+    cfg.issues = _without_echoes(cfg.issues)
     cfg.issues.sort(key=lambda i: (i.file != RULES_FILE, i.file, i.line, i.col))
     return cfg
+
+
+def _without_echoes(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """A missing environment variable is reported once, not again by the field that holds it."""
+    missing_at = {(i.file, i.line, i.col) for i in issues if "environment variable" in i.message}
+    return [i for i in issues
+            if not ((i.file, i.line, i.col) in missing_at and i.message.endswith("refers to is not set"))]
 
 
 def _read(path: Path, display: str, env: AbcMapping[str, str], cfg: Config) -> Any:
@@ -176,7 +185,7 @@ def _load_rules(base: Path, env: AbcMapping[str, str], cfg: Config) -> None:
     except ValidationError as exc:
         cfg.issues.extend(from_validation_error(exc, root=data, model=RulesFile, file=RULES_FILE))
         # keep going with what validates: each section alone
-        cfg.rules_file = _salvage_top(top)
+        cfg.rules_file = _salvage_top(top, cfg.broken_entries)
     rules = data.get("rules", [])
     if not isinstance(rules, PosList):
         cfg.issues.append(ConfigIssue.at(data.vpos.get("rules"), "expected a list of rules", path="rules"))
@@ -188,15 +197,29 @@ def _load_rules(base: Path, env: AbcMapping[str, str], cfg: Config) -> None:
             cfg.rules[compiled.id] = compiled
 
 
-def _salvage_top(top: PosDict) -> RulesFile:
+def _salvage_top(top: PosDict, broken: set[str]) -> RulesFile:
+    """Keep what validates: each entry of a named section on its own, so one bad webhook does not
+    take the others (and every rule using them) down with it."""
     good: dict[str, Any] = {}
     for key in ("settings", "budgets", "webhooks", "outbound", "templates", "channels"):
-        if key in top:
-            try:
-                RulesFile.model_validate({key: top[key]})
-                good[key] = top[key]
-            except ValidationError:
-                pass
+        if key not in top:
+            continue
+        section = top[key]
+        if isinstance(section, dict) and key != "settings":
+            kept = {}
+            for name, entry in section.items():
+                try:
+                    RulesFile.model_validate({key: {name: entry}})
+                    kept[name] = entry
+                except ValidationError:
+                    broken.add(f"{key}.{name}")
+            good[key] = kept
+            continue
+        try:
+            RulesFile.model_validate({key: section})
+            good[key] = section
+        except ValidationError:
+            pass
     return RulesFile.model_validate(good)
 
 

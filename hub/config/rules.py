@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag
 
-from hub.config.types import Cron, Duration, ExprField, Identifier, Strict, TemplateField, TimeZone
+from hub.config.types import Cron, Duration, ExprField, Identifier, SigningSecret, Strict, TemplateField, TimeZone, Url
 
 Scalar = str | int | float | bool | None
 
@@ -138,7 +138,7 @@ class Budget(Strict):
 class InboundWebhook(Strict):
     """A generic signed webhook (Standard Webhooks) received at /webhooks/in/<name>."""
 
-    secret: str = Field(description="whsec_... signing secret, as ${ENV_VAR}")
+    secret: SigningSecret = Field(description="whsec_... signing secret, as ${ENV_VAR}")
     description: str = ""
     entity: Identifier | None = Field(None, description="Entity the payload refers to, if any")
     match: Identifier | None = Field(None, description="Payload key holding that entity's identity value")
@@ -153,14 +153,14 @@ class Settings(Strict):
 class Outbound(Strict):
     """An outbound webhook target for `webhook.send`."""
 
-    url: str
-    secret: str = Field(description="whsec_... signing secret, as ${ENV_VAR}")
+    url: Url
+    secret: SigningSecret = Field(description="whsec_... signing secret, as ${ENV_VAR}")
 
 
 class Channel(Strict):
     """An operator channel for `notify`: a Slack-compatible incoming webhook URL."""
 
-    url: str = Field(description="Incoming webhook URL, as ${ENV_VAR}")
+    url: Url = Field(description="Incoming webhook URL, as ${ENV_VAR}")
 
 
 class RulesFile(Strict):

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hub.actions.registry import ActionSpec, catalogue, static_errors
-from hub.config.checks import RULE_NAMES, check_names, rule_fields
+from hub.config.checks import RULE_NAMES, check_names, record_entity, rule_fields
 from hub.config.issues import ConfigIssue, from_errors, suggest
-from hub.config.yamlsrc import Pos, PosDict, PosList
+from hub.config.yamlsrc import Pos, PosDict, PosList, locate
 from hub.errors import HubError
 from hub.expr import Expression, Template
 
@@ -132,8 +132,15 @@ def _compile_item(
     if errors:
         issues.extend(from_errors(errors, root=args, model=spec.args, context=context, base_path=(here,)))
         return None
+    problems: list[tuple[str, str]] = []
+    if spec.check is not None and model is not None:  # without a valid rule the entity is unknown
+        problems = spec.check(args, cfg, record_entity(model, cfg))
+        for sub, message in problems:
+            where = locate(args, tuple(sub.split("."))) if sub else npos
+            issues.append(ConfigIssue.at(where or npos, message, context=context,
+                                         path=f"{here}.{sub}" if sub else here))
     compiled = _compile_args(args, apos, here, fields, context, issues)
-    if compiled is None:
+    if compiled is None or problems:
         return None
     return ActionStep(name=name, spec=spec, raw=args, args=compiled, pos=npos, path=here)
 

@@ -119,3 +119,40 @@ def _timezone(value: Any) -> str:
 
 
 TimeZone = Annotated[str, BeforeValidator(_timezone), WithJsonSchema({"type": "string", "examples": ["Europe/Paris"]})]
+
+
+def _unresolved(value: str) -> None:
+    if "${" in value:
+        raise ValueError("the environment variable it refers to is not set")
+
+
+def _secret(value: Any) -> str:
+    """A Standard Webhooks secret: ``whsec_`` + base64 (the prefix is optional)."""
+    import base64
+    import binascii
+
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a signing secret like 'whsec_...', got {value!r}")
+    _unresolved(value)
+    try:
+        raw = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("expected a signing secret 'whsec_' followed by base64 (the value is not shown)") from None
+    if len(raw) < 16:
+        raise ValueError("the signing secret is too short: use at least 16 random bytes")
+    return value
+
+
+SigningSecret = Annotated[str, BeforeValidator(_secret), WithJsonSchema({"type": "string", "pattern": "^(whsec_)?"})]
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a URL, got {value!r}")
+    _unresolved(value)
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value
+
+
+Url = Annotated[str, BeforeValidator(_url), WithJsonSchema({"type": "string", "format": "uri"})]

@@ -66,14 +66,20 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> PosDict:
+    explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
     loader.flatten_mapping(node)
     out = PosDict()
     out.pos = _pos(loader.filename, node)
+    merged: set[str] = set()
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             key = str(key)
-        if key in out:
+        if id(key_node) not in explicit:
+            merged.add(key)
+        elif key in merged:
+            merged.discard(key)  # an explicit key overrides what `<<:` brought in
+        elif key in out:
             first = out.kpos[key]
             raise YamlSyntaxError(
                 _pos(loader.filename, key_node), f"duplicate key {key!r} (first defined at line {first.line})"

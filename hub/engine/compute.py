@@ -136,8 +136,11 @@ def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
         for fd in mapping.fields.values():
             if fd.aggregate is not None and fd.aggregate.entity not in related:
                 related[fd.aggregate.entity] = group_related(rt, cfg.mapping(fd.aggregate.entity), fd.aggregate.join)
-    records = iterate(rt, mapping) if keys is None else ((k, fetch_all(rt, mapping, k)) for k in keys)
     state = RecordState(rt.redis)
+    if keys is not None:
+        # A join value may name a parent no system has (yet): recomputing it would create it.
+        keys = [k for k in keys if state.ids(entity, k)]
+    records = iterate(rt, mapping) if keys is None else ((k, fetch_all(rt, mapping, k)) for k in keys)
     outbox = _outbox_name() + ":compute"
     now_ms = int(clock.now().timestamp() * 1000)
     counts = {"records": 0, "changed": 0}

@@ -27,7 +27,7 @@ local function skip(reason)
   redis.call('SET', KEYS[1], d, 'EX', ARGV[8])
   return d
 end
-if KEYS[2] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then return skip('cooldown') end
+if KEYS[2] ~= '' and tonumber(redis.call('GET', KEYS[2]) or '0') > now then return skip('cooldown') end
 if KEYS[3] ~= '' and tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[4]) then
   return skip('daily_limit')
 end
@@ -35,7 +35,8 @@ if KEYS[4] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[7]))
   if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[6]) then return skip('budget') end
 end
-if KEYS[2] ~= '' then redis.call('SET', KEYS[2], '1', 'EX', ARGV[3]) end
+-- The cooldown ends on the hub clock (the value); the expiry only cleans up afterwards.
+if KEYS[2] ~= '' then redis.call('SET', KEYS[2], now + tonumber(ARGV[3]), 'EX', tonumber(ARGV[3]) + 86400) end
 if KEYS[3] ~= '' then
   redis.call('INCR', KEYS[3])
   redis.call('EXPIRE', KEYS[3], ARGV[5])

@@ -31,7 +31,6 @@ from hub.runtime import Runtime
 log = logging.getLogger("hub.actions")
 DELIVERIES = "hub:deliveries"
 ACTION_KEY_PROPERTY = FieldSpec("hub_action_key", "string", label="Hub action key", unique=True)
-_HUBSPOT_KEYED: set[str] = set()
 HTTP_TIMEOUT = 10
 
 
@@ -225,11 +224,19 @@ class LiveContext:
         """Upsert on ``hub_action_key`` (a unique property the hub creates once): a retried action
         finds its object instead of creating a second one."""
         hubspot = self.rt.connector("hubspot")
-        if object_type not in _HUBSPOT_KEYED:
+        keyed: set[str] = hubspot.__dict__.setdefault("_hub_keyed", set())
+        if object_type not in keyed:
             hubspot.ensure_schema(Collection(object_type), [ACTION_KEY_PROPERTY])
-            _HUBSPOT_KEYED.add(object_type)
+            keyed.add(object_type)
         props = {**{k: v for k, v in properties.items() if v not in (None, "")}, "hub_action_key": self.key}
-        (created,) = hubspot.upsert_many(Collection(object_type), [Write(props, match="hub_action_key")])
+        write = Write(props, match="hub_action_key")
+        try:
+            (created,) = hubspot.upsert_many(Collection(object_type), [write])
+        except PermanentError as exc:
+            if "hub_action_key" not in str(exc):
+                raise
+            hubspot.ensure_schema(Collection(object_type), [ACTION_KEY_PROPERTY])  # removed by someone: again
+            (created,) = hubspot.upsert_many(Collection(object_type), [write])
         out: dict[str, Any] = {"id": created.id}
         record_hs = self._hubspot_id()
         if record_hs and self.entity is not None:

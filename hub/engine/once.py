@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,19 +30,47 @@ def action_key(rule_id: str, occurrence: str, step: str) -> str:
     return hashlib.sha256(f"{rule_id}\x1f{occurrence}\x1f{step}".encode()).hexdigest()[:32]
 
 
+_HOST = socket.gethostname()
+_STEAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def _holder_dead(token: bytes) -> bool:
+    """A lease reads ``run:<host>:<pid>:<uuid>``: on this host a gone PID means a dead holder."""
+    parts = token.decode(errors="replace").split(":")
+    if len(parts) != 4 or parts[1] != _HOST:
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
 def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None]) -> tuple[str, Any]:
     """Run ``fn`` unless it already ran for ``key``. Returns ("done" | "already", result)."""
     name = f"hub:act:{key}"
     raw = conn.get(name)
     if raw is not None and raw.startswith(b"done:"):
         return "already", json.loads(raw[5:])
-    token = f"run:{uuid.uuid4().hex}"
+    token = f"run:{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
     if not conn.set(name, token, nx=True, px=LEASE_MS):
         raw = conn.get(name)
         if raw is not None and raw.startswith(b"done:"):
             return "already", json.loads(raw[5:])
-        ttl = conn.pttl(name)
-        raise TransientError("the same action is running on another worker", retry_after=max(ttl, 1000) / 1000)
+        # A worker killed mid-action leaves its lease: take it over at once if its holder is gone.
+        if raw is None or not (_holder_dead(raw) and conn.eval(_STEAL, 1, name, raw, token, LEASE_MS)):
+            if raw is not None or not conn.set(name, token, nx=True, px=LEASE_MS):
+                ttl = conn.pttl(name)
+                raise TransientError("the same action is running on another worker",
+                                     retry_after=max(ttl, 1000) / 1000)
     try:
         result = fn() or {}
     except BaseException:

@@ -11,6 +11,8 @@ import logging
 import time
 from typing import Any
 
+import redis
+
 from hub import clock, jobs
 from hub.config.loader import CompiledRule, Config
 from hub.config.rules import WebhookTrigger
@@ -21,7 +23,7 @@ from hub.engine.guards import Guards
 from hub.engine.live import LiveContext
 from hub.engine.once import action_key, run_once
 from hub.engine.record import assemble
-from hub.errors import ExpressionError, HubError, TransientError
+from hub.errors import ExpressionError, HubError, PermanentError, TransientError
 from hub.expr import parse_duration
 from hub.jobs import hub_job
 from hub.mapping.values import to_json
@@ -147,7 +149,12 @@ def fire(
         args = spec.args.model_validate(planned["args"])
         try:
             status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))
-        except HubError as exc:
+        except redis.RedisError:
+            raise  # Redis is down: the whole job is retried when it is back
+        except Exception as exc:  # one action's failure stays with its firing, whatever it is
+            if not isinstance(exc, HubError):
+                log.exception("rule %s %s (%s): unexpected error", rule.id, step, planned["action"])
+                exc = PermanentError(f"{type(exc).__name__}: {exc}", system="hub", obj=planned["action"])
             results.append({"step": step, "action": planned["action"], "outcome": "failed", "error": str(exc)})
             if isolated:
                 done("failed", str(exc), actions=results)

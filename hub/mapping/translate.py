@@ -107,7 +107,10 @@ def from_system(mapping: Mapping, system: str, record: Record, *, region: str | 
         raw = get_path(record.fields, sf.field)
         if raw is _MISSING or raw == "":
             # Airtable leaves out empty cells and unchecked boxes; HubSpot sends "" for empty.
-            out[cname] = False if (fd.type == "bool" and system == "airtable") else None
+            if fd.default is not None:
+                out[cname] = coerce(fd, fd.default, region=region)
+            else:
+                out[cname] = False if (fd.type == "bool" and system == "airtable") else None
             continue
         if sf.map:
             reverse = {str(v): k for k, v in sf.map.items()}
