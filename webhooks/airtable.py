@@ -73,7 +73,7 @@ def receive() -> Response:
     except ValueError:
         raise Reject(401, f"bad {MAC}: the body was not signed with this webhook's secret") from None
     if known_base != base_id:
-        raise Reject(401, f"webhook {webhook_id!r} belongs to another base")
+        raise Reject(401, f"webhook {webhook_id[:40]!r} belongs to another base")
     ping = {"webhook": webhook_id, "timestamp": stamp}
     accept(base_id, [ping], [dedupe_key("airtable", [webhook_id, stamp])], job=state.FETCH_JOB)
     return Response(status=204)

@@ -313,12 +313,9 @@ def drain(conn: redis.Redis, connector: Any, cfg: Config, hook: Hook) -> dict[st
         if not lock.acquire(blocking=False):
             counts["left_to_running_fetch"] += 1
             return dict(counts)
-        try:
+        try:  # on a failure the job's retry (or rq's re-run of an abandoned job) raises the flag again
             conn.delete(pending)  # a ping from now on raises it again
             _round(conn, connector, Names(conn, connector, cfg, hook.base), hook, lock, counts)
-        except BaseException:
-            conn.set(pending, 1)
-            raise
         finally:
             try:
                 lock.release()

@@ -18,6 +18,9 @@ from typing import Any
 
 import redis
 from flask import Response, current_app, jsonify, request
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+from rq.utils import now as rq_now
 
 from hub import jobs
 
@@ -85,24 +88,54 @@ def dedupe_key(provider: str, parts: Sequence[Any]) -> str:
     return f"hub:seen:{provider}:{digest}"
 
 
-_ACCEPT = """
+# The usual request (no duplicate) in ONE round trip: claim every key and, when all were fresh,
+# store the job hash exactly as rq's Job.to_dict() made it and queue it, in the same script.
+# Otherwise the fresh keys stay claimed briefly and accept_on() falls back to the two-step path.
+_ACCEPT_ENQUEUE = """
+local n = tonumber(ARGV[1])
 local fresh = {}
-for i, key in ipairs(KEYS) do
-  if redis.call('SET', key, 1, 'NX', 'EX', ARGV[1]) then
-    table.insert(fresh, i)
+for i = 1, n do
+  if redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[3]) then
+    fresh[#fresh + 1] = i
   end
 end
-return fresh
+if #fresh < n then
+  return fresh
+end
+for i = 1, n do
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+end
+redis.call('HSET', KEYS[n + 1], unpack(ARGV, 5))
+redis.call('RPUSH', KEYS[n + 2], ARGV[4])
+redis.call('SADD', KEYS[n + 3], KEYS[n + 2])
+return -1
 """
-_scripts: weakref.WeakKeyDictionary[redis.Redis, Any] = weakref.WeakKeyDictionary()
+_enqueue_scripts: weakref.WeakKeyDictionary[redis.Redis, Any] = weakref.WeakKeyDictionary()
 
 
-def _script(r: redis.Redis) -> Any:
-    """The claim script registered on ``r`` (once per connection; EVALSHA afterwards)."""
-    script = _scripts.get(r)
-    if script is None:
-        script = _scripts[r] = r.register_script(_ACCEPT)
-    return script
+def _ready_job(
+    r: redis.Redis, q: Queue, job: str, provider: str, events: Sequence[dict[str, Any]], extra: dict[str, Any]
+) -> Job:
+    """The job :func:`hub.jobs.enqueue` would store (same options), marked queued, not yet written."""
+    args = (provider, list(events))
+    jobs.check_json(args, extra, job)
+    intervals = jobs.RETRY_INTERVALS
+    rq_job = Job.create(
+        job,
+        args=args,
+        kwargs=extra,
+        connection=r,
+        serializer=jobs.HubSerializer,
+        origin=q.name,
+        description=f"{job}({provider!r}, [{len(events)} item(s)])",
+        timeout=jobs.DEFAULT_TIMEOUT,
+        result_ttl=3600,
+        failure_ttl=30 * 86400,
+        retry=Retry(max=len(intervals), interval=intervals),
+    )
+    rq_job.enqueued_at = rq_now()
+    rq_job._status = JobStatus.QUEUED  # as rq's Queue._prepare_for_queue does; stored by the HSET
+    return rq_job
 
 
 def accept_on(
@@ -119,8 +152,22 @@ def accept_on(
     Needs no Flask app: the Firestore listener calls it from its own process."""
     if len(events) != len(keys):
         raise ValueError("one de-duplication key per event")
-    # Claim the keys briefly, then queue the job and make the claims last, in one transaction.
-    fresh_idx = [int(i) - 1 for i in _script(r)(keys=list(keys), args=[PENDING_TTL])] if keys else []
+    if not keys:
+        return Accepted(0, 0, 0, None)
+    script = _enqueue_scripts.get(r)
+    if script is None:
+        script = _enqueue_scripts[r] = r.register_script(_ACCEPT_ENQUEUE)
+    q = jobs.queue(r, queue_name)
+    ready = _ready_job(r, q, job, provider, events, extra or {})
+    fields = [item for pair in ready.to_dict().items() for item in pair]
+    out = script(
+        keys=[*keys, ready.key, q.key, q.redis_queues_keys],
+        args=[len(keys), DEDUPE_TTL, PENDING_TTL, ready.id, *fields],
+    )
+    if out == -1:
+        return Accepted(len(events), len(events), 0, ready.id)
+    # Some were duplicates: queue the fresh ones and make their claims last, in one transaction.
+    fresh_idx = [int(i) - 1 for i in out]
     fresh = [events[i] for i in fresh_idx]
     job_id = None
     if fresh:
@@ -156,7 +203,7 @@ def accept(
 
 
 def answer(result: Accepted, status: int = 200) -> Response:
-    resp = jsonify(
+    body = json.dumps(
         {
             "received": result.received,
             "enqueued": result.enqueued,
@@ -164,8 +211,7 @@ def answer(result: Accepted, status: int = 200) -> Response:
             "job": result.job_id,
         }
     )
-    resp.status_code = status
-    return resp
+    return Response(body, status=status, mimetype="application/json")
 
 
 def guarded(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -175,10 +221,12 @@ def guarded(view: Callable[..., Response]) -> Callable[..., Response]:
         try:
             return view(*args, **kwargs)
         except Reject as exc:
-            log.info("%s %s rejected: %d %s", request.method, request.path, exc.status, exc.message)
+            route = request.url_rule.rule if request.url_rule else "?"  # never the path: it may hold a secret
+            log.info("%s %s rejected: %d %s", request.method, route, exc.status, exc.message)
             return error(exc.status, exc.message)
         except redis.RedisError as exc:
-            log.error("%s %s: queue unavailable: %s", request.method, request.path, exc)
+            route = request.url_rule.rule if request.url_rule else "?"
+            log.error("%s %s: queue unavailable: %s", request.method, route, exc)
             return error(503, "queue unavailable, retry later")
 
     wrapper.__name__ = view.__name__

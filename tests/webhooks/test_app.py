@@ -139,13 +139,13 @@ def test_unknown_route_is_a_json_404(client: FlaskClient, redis_conn: redis.Redi
     assert queued(redis_conn) == []
 
 
-def test_healthz_answers_without_redis(tmp_path: Path, config_dir: Path) -> None:
+def test_healthz_answers_without_redis(config_dir: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
     client = make_app(dead, config_dir).test_client()
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_readyz_follows_redis(redis_url: str, redis_conn: redis.Redis, config_dir: Path, client: FlaskClient) -> None:
+def test_readyz_follows_redis(config_dir: Path, client: FlaskClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["status"] == "ready"
     dead = make_app(f"redis://127.0.0.1:{free_port()}/0", config_dir).test_client()
@@ -189,7 +189,7 @@ def test_malformed_payload_is_400_naming_the_problem(
     assert queued(redis_conn) == []
 
 
-def test_redis_outage_is_503_so_the_provider_retries(redis_url: str, config_dir: Path) -> None:
+def test_redis_outage_is_503_so_the_provider_retries(config_dir: Path) -> None:
     client = make_app(f"redis://127.0.0.1:{free_port()}/0", config_dir).test_client()
     resp = post_hubspot(client, [hs_event(1, 1)])
     assert resp.status_code == 503 and "retry" in resp.get_json()["error"]

@@ -37,12 +37,16 @@ def reference_sign(secret: str, msg_id: str, ts: int, body: bytes) -> str:
     return Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=UTC), body.decode())
 
 
-def delivery(body: bytes, *, secret: str = SECRET, msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
-             ts: int | None = None) -> dict[str, str]:  # fmt: skip
+def delivery(
+    body: bytes, *, secret: str = SECRET, msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", ts: int | None = None
+) -> dict[str, str]:
     """Headers a Standard Webhooks sender puts on ``body``, signed by the reference package."""
     stamp = int(time.time()) if ts is None else ts
-    return {"webhook-id": msg_id, "webhook-timestamp": str(stamp),
-            "webhook-signature": reference_sign(secret, msg_id, stamp, body)}  # fmt: skip
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": reference_sign(secret, msg_id, stamp, body),
+    }
 
 
 @pytest.fixture
@@ -58,15 +62,16 @@ def client(redis_url: str, redis_conn: redis.Redis, config_dir: Path) -> FlaskCl
 
 
 def post(client: FlaskClient, name: str, body: bytes, headers: dict[str, str], **extra: str) -> Any:
-    return client.post(f"/webhooks/in/{name}", data=body, headers={"Content-Type": "application/json", **headers,
-                                                                   **extra})  # fmt: skip
+    return client.post(
+        f"/webhooks/in/{name}", data=body, headers={"Content-Type": "application/json", **headers, **extra}
+    )
 
 
 # -- verification against the reference package ------------------------------------------------
 def test_signing_reproduces_the_spec_vector_and_the_reference() -> None:
     # The vector published with the Standard Webhooks specification (and its libraries' tests).
-    spec_secret, spec_id, spec_ts, spec_body = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", \
-        1614265330, b'{"test": 2432232314}'  # fmt: skip
+    spec_secret, spec_id = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek"
+    spec_ts, spec_body = 1614265330, b'{"test": 2432232314}'
     ours = standard.sign(spec_secret, spec_id, spec_ts, spec_body)
     assert ours == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     assert ours == reference_sign(spec_secret, spec_id, spec_ts, spec_body)
@@ -88,8 +93,9 @@ def _vector(case: str) -> tuple[str, dict[str, str], bytes]:
     elif case == "wrong secret":
         headers = delivery(body, secret=OTHER)
     elif case == "several signatures, one valid":
-        headers["webhook-signature"] = delivery(body, secret=OTHER)["webhook-signature"] + " " + \
-            headers["webhook-signature"]  # fmt: skip
+        headers["webhook-signature"] = (
+            delivery(body, secret=OTHER)["webhook-signature"] + " " + headers["webhook-signature"]
+        )
     elif case == "several signatures, none valid":
         wrong = delivery(body, secret=OTHER)["webhook-signature"]
         headers["webhook-signature"] = f"{wrong} {wrong.replace('v1,', 'v1,A')[:-4]}AAA="
@@ -112,10 +118,22 @@ def _vector(case: str) -> tuple[str, dict[str, str], bytes]:
     return SECRET, headers, body
 
 
-CASES = ["valid", "tampered body", "wrong secret", "several signatures, one valid", "several signatures, none valid",
-         "only an unknown scheme", "old timestamp", "future timestamp", "signature of another timestamp",
-         "signature of another id", "secret without the whsec_ prefix", "missing webhook-id",
-         "missing webhook-timestamp", "missing webhook-signature"]  # fmt: skip
+CASES = [
+    "valid",
+    "tampered body",
+    "wrong secret",
+    "several signatures, one valid",
+    "several signatures, none valid",
+    "only an unknown scheme",
+    "old timestamp",
+    "future timestamp",
+    "signature of another timestamp",
+    "signature of another id",
+    "secret without the whsec_ prefix",
+    "missing webhook-id",
+    "missing webhook-timestamp",
+    "missing webhook-signature",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -138,8 +156,9 @@ def test_verification_agrees_with_the_reference_package(case: str) -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_endpoint_accepts_exactly_what_the_reference_accepts(client: FlaskClient, redis_conn: redis.Redis,
-                                                                 case: str) -> None:  # fmt: skip
+def test_the_endpoint_accepts_exactly_what_the_reference_accepts(
+    client: FlaskClient, redis_conn: redis.Redis, case: str
+) -> None:
     secret, headers, body = _vector(case)
     try:
         Webhook(secret).verify(body, headers)
@@ -222,16 +241,20 @@ def test_retries_and_duplicates_are_acknowledged_and_queued_once(client: FlaskCl
     assert sorted(ids) == [("quick_form", "msg_1"), ("video_uploaded", "msg_1"), ("video_uploaded", "msg_2")]
 
 
-@pytest.mark.parametrize(("body", "content_type", "status", "words"), [
-    (b'{"a": ', "application/json", 400, "malformed JSON"),
-    (b"[1, 2]", "application/json", 400, "JSON object"),
-    (b'{"a": NaN}', "application/json", 400, "NaN"),
-    (b"a=1", "application/x-www-form-urlencoded", 415, "unsupported content type"),
-])  # fmt: skip
-def test_bad_requests_name_the_problem_and_enqueue_nothing(client: FlaskClient, redis_conn: redis.Redis, body: bytes,
-                                                           content_type: str, status: int, words: str) -> None:  # fmt: skip
-    resp = client.post("/webhooks/in/video_uploaded", data=body, headers={**delivery(body),
-                                                                          "Content-Type": content_type})  # fmt: skip
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "words"),
+    [
+        (b'{"a": ', "application/json", 400, "malformed JSON"),
+        (b"[1, 2]", "application/json", 400, "JSON object"),
+        (b'{"a": NaN}', "application/json", 400, "NaN"),
+        (b"a=1", "application/x-www-form-urlencoded", 415, "unsupported content type"),
+    ],
+)
+def test_bad_requests_name_the_problem_and_enqueue_nothing(
+    client: FlaskClient, redis_conn: redis.Redis, body: bytes, content_type: str, status: int, words: str
+) -> None:
+    headers = {**delivery(body), "Content-Type": content_type}
+    resp = client.post("/webhooks/in/video_uploaded", data=body, headers=headers)
     assert resp.status_code == status and words in resp.get_json()["error"]
     assert queued(redis_conn) == []
 
@@ -243,8 +266,10 @@ def test_a_body_over_the_limit_is_413(client: FlaskClient, redis_conn: redis.Red
     assert queued(redis_conn) == []
 
 
-def test_an_unusable_secret_is_a_503_not_a_401(client: FlaskClient, redis_conn: redis.Redis) -> None:
+def test_a_webhook_whose_secret_is_unset_is_refused_by_the_config_not_served(
+    client: FlaskClient, redis_conn: redis.Redis
+) -> None:
     body = b"{}"
     resp = post(client, "broken", body, delivery(body))
-    assert resp.status_code == 503 and "not configured" in resp.get_json()["error"]
+    assert resp.status_code == 404 and "hub check" in resp.get_json()["error"]
     assert queued(redis_conn) == []
