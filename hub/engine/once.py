@@ -65,12 +65,14 @@ def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None
         raw = conn.get(name)
         if raw is not None and raw.startswith(b"done:"):
             return "already", json.loads(raw[5:])
-        # A worker killed mid-action leaves its lease: take it over at once if its holder is gone.
-        if raw is None or not (_holder_dead(raw) and conn.eval(_STEAL, 1, name, raw, token, LEASE_MS)):
-            if raw is not None or not conn.set(name, token, nx=True, px=LEASE_MS):
-                ttl = conn.pttl(name)
-                raise TransientError("the same action is running on another worker",
-                                     retry_after=max(ttl, 1000) / 1000)
+        took = False
+        if raw is None:  # the holder gave up in between: try once more
+            took = bool(conn.set(name, token, nx=True, px=LEASE_MS))
+        elif _holder_dead(raw):  # a worker killed mid-action left its lease: take it over at once
+            took = bool(conn.eval(_STEAL, 1, name, raw, token, LEASE_MS))
+        if not took:
+            ttl = conn.pttl(name)
+            raise TransientError("the same action is running on another worker", retry_after=max(ttl, 1000) / 1000)
     try:
         result = fn() or {}
     except BaseException:

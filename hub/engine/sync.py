@@ -191,7 +191,9 @@ def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]
             record_events.append(_record_event(item, result, "deleted", {}))
             continue
         values = item.get("values") or {}
-        changed = {name: (json.loads(old) if old else None, bool(had)) for name, old, had in result.get("changed") or []}
+        changed = {
+            name: (json.loads(old) if old else None, bool(had)) for name, old, had in result.get("changed") or []
+        }
         kind = _kind(item, result)
         if kind == "updated" and result.get("created") and item.get("hint"):
             hinted = _hinted(mapping, item["system"], item["hint"])

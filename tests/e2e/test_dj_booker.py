@@ -4,7 +4,8 @@ to Firestore, the hub ingests them, aggregates each client's bookings, computes 
 clock pinned to the seed's "today" (2026-01-14, D9) and writes everything back to Firestore;
 messages are Mailchimp events, alerts go to the DJ's channel.
 
-Every expected value below is worked out by hand in the comment next to it.
+Every expected value below is worked out by hand in the comment next to it. Two xfail tests mark
+engine limits (see examples/dj_booker/README.md); the pack works around them elsewhere.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from connectors.base import Collection, Write
+from hub import clock
 from hub.engine import history
 from hub.engine.compute import recompute
 from hub.engine.schedule import run_rule
@@ -109,8 +111,8 @@ def recompute_all(hub: Hub, entity: str) -> None:
 
 
 def dj_clicks_relancer(hub: Hub, client_id: str) -> None:
-    """The app's "Relancer" button sets reengageRequest on the client's document."""
-    hub.connector("firestore").upsert_many(CLIENTS, [Write({"reengageRequest": True}, id=client_id)])
+    """The app's "Relancer" button writes the time of the click on the client's document."""
+    hub.connector("firestore").upsert_many(CLIENTS, [Write({"reengageRequestedAt": clock.now()}, id=client_id)])
     hub.ingest("firestore", "clients", [client_id])
     hub.work()
 
@@ -287,24 +289,23 @@ def test_d7_one_reengagement_per_month_then_d8_return(hub: Hub, ops: Receiver) -
     assert decisions(hub, bulk, "old-vip") == [("fired", "fired")]
     assert decisions(hub, bulk, "vip-no-consent") == [("skipped", "no marketing consent")]
 
-    # 2026-01-30 (15 days later): the DJ clicks "Relancer" on lapsing-vip — still the same month: nothing sent,
-    # the button goes back to off and the request is in the follow-up log.
+    # 2026-01-30 (15 days later): the DJ clicks "Relancer" on lapsing-vip — still the same month: nothing sent.
     at(hub, 16)
     dj_clicks_relancer(hub, "lapsing-vip")
     assert mail(hub, GUARD_IDS)["lapsing-vip"] == {"reengage_vip": 1}
     assert decisions(hub, "reengage_on_request", "lapsing-vip") == [("skipped", "budget")]
     lapsing = doc(hub, "lapsing-vip")
-    assert lapsing["reengageRequest"] is False
-    assert [e["event"] for e in lapsing["followups"]] == ["email_sent_vip_inactive", "reengage_requested"]
+    assert lapsing["reengageRequestedAt"] > lapsing["lastReengagedAt"]  # the app shows it as held back
 
     # 2026-02-14 (30 days after the message of 2026-01-15): the next month — allowed.
     at(hub, 31)
-    print("DEBUGA", doc(hub, "lapsing-vip").get("reengageRequest"))
     dj_clicks_relancer(hub, "lapsing-vip")
-    print("DEBUGB", decisions(hub, "reengage_on_request", "lapsing-vip"), decisions(hub, "reengage_request_done", "lapsing-vip"))
-    print("DEBUGC", history.read(hub.redis, record_key="client_id:lapsing-vip", limit=8))
     assert mail(hub, GUARD_IDS)["lapsing-vip"] == {"reengage_vip": 2}
     assert decisions(hub, "reengage_on_request", "lapsing-vip") == [("skipped", "budget"), ("fired", "fired")]
+    # D8 follow-up log: what was sent, when, and why.
+    assert [(e["event"], e["at"], e["details"]["trigger"]) for e in doc(hub, "lapsing-vip")["followups"]] == [
+        ("email_sent_vip_inactive", "2026-01-15T09:00:00Z", "lapse"),
+        ("email_sent_vip_inactive", "2026-02-14T09:00:00Z", "request")]
     lapsing = doc(hub, "lapsing-vip")
     assert (lapsing["lastMessage"], lapsing["reengageCount"], lapsing["revenueAtReengagement"]) == (
         "vip_inactive", 2, 1200)  # 12 × 100 €
@@ -349,7 +350,7 @@ def test_d7_one_reengagement_per_month_then_d8_return(hub: Hub, ops: Receiver) -
 DORMANT = [Client("dormant-client", "Dormant client", [(200, 400.0)])]  # last booking 200 days ago: dormant
 
 
-def test_d7_gentle_reminder_held_by_its_cooldown(hub: Hub, ops: Receiver) -> None:
+def test_d7_gentle_reminder_every_two_months(hub: Hub, ops: Receiver) -> None:
     rule = "gentle_reminder_dormant"
     at(hub, 0)
     import_csv(hub, DORMANT)
@@ -362,21 +363,12 @@ def test_d7_gentle_reminder_held_by_its_cooldown(hub: Hub, ops: Receiver) -> Non
     run_rule(hub.rt, hub.rt.config.rules[rule])
     hub.work()
     assert mail(hub, ["dormant-client"])["dormant-client"] == {"gentle_reminder": 1}
-    assert decisions(hub, rule, "dormant-client") == [("fired", "fired"), ("skipped", "cooldown")]
-
-
-@pytest.mark.xfail(strict=True, reason="engine: cooldowns expire by Redis TTL (wall clock), not by the pinned clock")
-def test_d7_gentle_reminder_again_after_two_months(hub: Hub, ops: Receiver) -> None:
-    rule = "gentle_reminder_dormant"
-    at(hub, 0)
-    import_csv(hub, DORMANT)
-    run_rule(hub.rt, hub.rt.config.rules[rule])
-    hub.work()
-    # 60 days later (260 days inactive, still dormant): two months have passed — the reminder is due again.
+    # 60 days after the first (260 days inactive, still dormant): two months have passed — due again.
     at(hub, 60)
     run_rule(hub.rt, hub.rt.config.rules[rule])
     hub.work()
     assert mail(hub, ["dormant-client"])["dormant-client"] == {"gentle_reminder": 2}
+    assert decisions(hub, rule, "dormant-client") == [("fired", "fired"), ("skipped", "cooldown"), ("fired", "fired")]
 
 
 # --- D2/D4 with prices in euros and cents ----------------------------------------------------------------------------

@@ -180,7 +180,6 @@ def gateways(hub: Hub) -> Any:
         hub.use(
             PACK,
             MAILCHIMP_LIST_ID=LIST,
-            NZOO_OPS_WEBHOOK_URL=f"{rec.url}/ops",
             NZOO_SMS_WEBHOOK_URL=f"{rec.url}/sms",
             NZOO_SMS_WEBHOOK_SECRET=SECRET,
             NZOO_PUSH_WEBHOOK_URL=f"{rec.url}/push",

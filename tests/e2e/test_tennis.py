@@ -116,7 +116,8 @@ def test_t5_every_automation_row(hub: Hub, ops: Receiver) -> None:
     assert mail(hub)["ben"]["queue_update"] == 1
 
     at(hub, 100)
-    operator_edits(hub, TICKETS, t2.id, {"Status": "delivered", "Delivered at": (T0 + timedelta(hours=100)).isoformat()})
+    delivered = (T0 + timedelta(hours=100)).isoformat()
+    operator_edits(hub, TICKETS, t2.id, {"Status": "delivered", "Delivered at": delivered})
 
     at(hub, 104)  # T5.5 for ticket 2: delivered already, so nothing
     assert len(ops.bodies) == 1 and mail(hub)["cy"]["queue_update"] == 0

@@ -44,6 +44,7 @@ def test_a_bad_rule_does_not_stop_a_good_one(tmp_path: Path) -> None:
         (BROKEN / "01_unknown_action" / "mappings" / "client.yaml").read_text()
     )
     (tmp_path / "rules.yaml").write_text(
+        "channels: {ops: {url: 'http://127.0.0.1:9/ops'}}\n"
         "rules:\n"
         "  - id: good\n"
         "    when: {created: client}\n"
@@ -59,7 +60,7 @@ def test_a_bad_rule_does_not_stop_a_good_one(tmp_path: Path) -> None:
     assert sorted(cfg.rules) == ["also_good", "good"]
     assert cfg.refused_rules == ["broken"]
     assert [str(i) for i in cfg.issues] == [
-        "rules.yaml:7:11: rule 'broken' → do[0]: unknown action 'mailchimp.tagg' (did you mean 'mailchimp.tag'?)"
+        "rules.yaml:8:11: rule 'broken' → do[0]: unknown action 'mailchimp.tagg' (did you mean 'mailchimp.tag'?)"
     ]
 
 

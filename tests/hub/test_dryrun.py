@@ -13,6 +13,8 @@ from hub.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 LEAD = Path(__file__).parent / "fixtures" / "dryrun" / "lead.json"
 RULES = """\
+channels:
+  ops: {url: "http://127.0.0.1:9/ops"}
 rules:
   - id: dormant_notice
     when: {cron: "0 9 * * *", for_each: {entity: client, where: "days_since(record.last_activity) >= 90"}}

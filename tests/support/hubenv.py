@@ -90,11 +90,12 @@ class Hub:
         self.redis_url = redis_url
         self.tmp = tmp
         self.rt: Runtime | None = None
-        self._servers: list[Any] = []
+        self.extra_env: dict[str, str] = {}
 
     # -- setup ------------------------------------------------------------------------------------
     def env(self, config_dir: Path, **extra: str) -> dict[str, str]:
-        return {**os.environ, **self.stack.env, "REDIS_URL": self.redis_url, "HUB_CONFIG": str(config_dir), **extra}
+        return {**os.environ, **self.stack.env, "REDIS_URL": self.redis_url, "HUB_CONFIG": str(config_dir),
+                **self.extra_env, **extra}
 
     def use(self, config: str | Path, *, files: dict[str, str] | None = None, **extra_env: str) -> Runtime:
         """Load a config directory (a copy of an example pack, or ``files`` written into a fresh one)."""
@@ -109,7 +110,8 @@ class Hub:
                 path = target / rel
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-        settings = Settings(self.env(target, **extra_env))
+        self.extra_env = dict(extra_env)
+        settings = Settings(self.env(target))
         rt = Runtime(settings, config_dir=target, conn=self.redis, reload_interval=3600)
         assert rt.config.ok, "\n".join(str(i) for i in rt.config.issues)
         s = self.stack.env
