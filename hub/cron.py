@@ -15,6 +15,7 @@ from hub.config.rules import CronTrigger, EveryTrigger
 from hub.engine import compute, schedule, waits
 from hub.jobs import QUEUE_DEFAULT, QUEUE_LOW
 from hub.runtime import Runtime
+from webhooks import airtable as airtable_webhooks
 
 log = logging.getLogger("hub.cron")
 
@@ -35,6 +36,8 @@ def register_all() -> int:
         if compute.computed_names(mapping):
             cron.register(compute.recompute, QUEUE_LOW, args=(entity,), cron="30 3 * * *", name=f"recompute:{entity}")
     cron.register(waits.release_due, QUEUE_DEFAULT, interval=60, name="waits:release")
+    # Airtable webhooks expire after 7 days: refresh them well before (and resume stalled fetches).
+    cron.register(airtable_webhooks.refresh_webhooks, QUEUE_DEFAULT, interval=900, name="airtable:webhooks")
     return count
 
 

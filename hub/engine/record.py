@@ -41,9 +41,11 @@ def needed_fields(cfg: Config, entity: str) -> set[str]:
         for step in walk(rule.steps):
             for t in templates_in(step.args):
                 out.update(t.fields_read)
-    for name in (mapping.consent, mapping.journey):
+    for name in (mapping.consent, mapping.journey, *mapping.identity):
         if name:
             out.add(name)
+    # Actions address the record's contact by its email (Mailchimp): always have it at hand.
+    out.update(n for n, fd in mapping.all_fields().items() if fd.type == "email")
     for fd in mapping.fields.values():
         for expr in (fd.compute, fd.template):
             if expr is not None:
