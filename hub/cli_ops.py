@@ -41,7 +41,8 @@ def run_cmd(ctx: Ctx, rule_id: str, now: str | None, dry_run: bool) -> None:
     rule = rt.config.rules.get(rule_id)
     if rule is None:
         raise click.ClickException(f"unknown rule {rule_id!r}{suggest(rule_id, rt.config.rules)}")
-    _echo({"rule": rule_id, "now": clock.now().isoformat(), "dry_run": dry_run, **run_rule(rt, rule, dry_run=dry_run)})
+    result = run_rule(rt, rule, dry_run=dry_run, manual=True)
+    _echo({"rule": rule_id, "now": clock.now().isoformat(), "dry_run": dry_run, **result})
 
 
 @main.command("runs")

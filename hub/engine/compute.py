@@ -13,7 +13,7 @@ from hub import clock
 from hub.config.mapping import FieldDef, Mapping
 from hub.engine.entities import collection, record_key
 from hub.engine.state import FieldObs, RecordState
-from hub.engine.sync import _outbox_name, drain
+from hub.engine.sync import _outbox_name, drain, tracked_fields
 from hub.errors import ExpressionError
 from hub.jobs import hub_job
 from hub.mapping.translate import from_system, normalize, system_field, to_system
@@ -68,14 +68,28 @@ def group_related(rt: Runtime, other: Mapping, join: str) -> dict[str, list[dict
     return out
 
 
-def apply_op(fd: FieldDef, items: list[dict[str, Any]]) -> Any:
+Related = dict[tuple[str, str], dict[str, list[dict[str, Any]]]]
+
+
+def load_related(rt: Runtime, mapping: Mapping) -> Related:
+    """Every related entity an aggregate of ``mapping`` reads, loaded once and grouped by join value:
+    {(entity, join field): {join value: records}} — for scans over many parents."""
+    out: Related = {}
+    for fd in mapping.fields.values():
+        agg = fd.aggregate
+        if agg is not None and (agg.entity, agg.join) not in out:
+            out[(agg.entity, agg.join)] = group_related(rt, rt.config.mapping(agg.entity), agg.join)
+    return out
+
+
+def apply_op(fd: FieldDef, items: list[dict[str, Any]], record: dict[str, Any] | None = None) -> Any:
     agg = fd.aggregate
     assert agg is not None
     if agg.where is not None:
         kept = []
         for item in items:
             try:
-                if agg.where({"item": item}):
+                if agg.where({"item": item, "record": record or {}}):
                     kept.append(item)
             except ExpressionError as exc:
                 log.warning("aggregate where: %s", exc)
@@ -111,7 +125,7 @@ def aggregate(
         items = related.get(join_value(key_value), [])
     else:
         items = related_records(rt, rt.config.mapping(agg.entity), agg.join, key_value)
-    return apply_op(fd, items)
+    return apply_op(fd, items, record)
 
 
 def computed_names(mapping: Mapping) -> list[str]:
@@ -131,12 +145,9 @@ def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
     names = computed_names(mapping)
     if not names:
         return {}
-    related: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    if keys is None or len(keys) > SCAN_THRESHOLD:
-        for fd in mapping.fields.values():
-            if fd.aggregate is not None and fd.aggregate.entity not in related:
-                related[fd.aggregate.entity] = group_related(rt, cfg.mapping(fd.aggregate.entity), fd.aggregate.join)
+    related = load_related(rt, mapping) if keys is None or len(keys) > SCAN_THRESHOLD else {}
     state = RecordState(rt.redis)
+    tracked = tracked_fields(cfg, entity)
     if keys is not None:
         # A join value may name a parent no system has (yet): recomputing it would create it.
         keys = [k for k in keys if state.ids(entity, k)]
@@ -166,7 +177,7 @@ def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
             "",
             "",
             now_ms,
-            [FieldObs(n, v, "own") for n, v in computed.items()],
+            [FieldObs(n, v, "own", n in tracked) for n, v in computed.items()],
             outbox=outbox,
             item=item,
         )

@@ -22,7 +22,7 @@ from hub import clock
 from hub.config.mapping import Mapping
 from hub.engine.entities import collection, record_key
 from hub.engine.state import FieldObs, RecordState
-from hub.engine.sync import _outbox_name, drain
+from hub.engine.sync import _outbox_name, drain, tracked_fields
 from hub.errors import ConfigError, PermanentError, TransientError
 from hub.mapping.translate import from_system, normalize, to_system
 from hub.mapping.values import to_json
@@ -90,7 +90,8 @@ class LiveContext:
             "values": to_json(typed.values),
             "at_ms": now_ms,
         }
-        obs = [FieldObs(n, v, "own") for n, v in typed.values.items()]
+        tracked = tracked_fields(self.rt.config, entity)
+        obs = [FieldObs(n, v, "own", n in tracked) for n, v in typed.values.items()]
         applied = state.apply(entity, key, "hub", "", "", now_ms, obs, outbox=outbox, item=item)
         drain(self.rt, outbox)
         return {"fields": sorted(typed.values), "changed": [c[0] for c in applied.changed]}
@@ -161,15 +162,29 @@ class LiveContext:
         if name is None or self.record_key is None:
             raise ConfigError(f"entity {mapping.entity!r} declares no 'journey:' field for journey.append")
         state = RecordState(self.rt.redis)
+        pending_key = f"hub:journey:{mapping.entity}:{self.record_key}"
         with state.locked([f"journey:{mapping.entity}:{self.record_key}"]):
             current = self._fresh_field(mapping, name)
             entries = list(current) if isinstance(current, list) else ([] if current in (None, "") else [current])
+            # Entries the hub appended whose write has not reached the system yet (propagation is async).
+            seen = {e.get("key") for e in entries if isinstance(e, dict)}
+            for raw in self.rt.redis.lrange(pending_key, 0, -1):
+                earlier = json.loads(raw)
+                if earlier.get("key") not in seen:
+                    entries.append(earlier)
+                    seen.add(earlier.get("key"))
             entry = {"event": event, "at": to_json(clock.now()), "key": self.key[:12]}
             if details:
                 entry["details"] = details
-            if any(isinstance(e, dict) and e.get("key") == entry["key"] for e in entries):
+            if entry["key"] in seen:
                 return {"appended": False}  # already there (a retried action)
             entries.append(entry)
+            entries.sort(key=lambda e: str(e.get("at", "")) if isinstance(e, dict) else "")
+            with self.rt.redis.pipeline() as pipe:
+                pipe.rpush(pending_key, json.dumps(entry))
+                pipe.ltrim(pending_key, -50, -1)
+                pipe.expire(pending_key, 3600)
+                pipe.execute()
             self._write(mapping.entity, self.record_key, {name: entries}, "rule")
         return {"appended": True}
 
@@ -265,8 +280,10 @@ class LiveContext:
         if target is None:
             contacts = [m for m in self.rt.config.mappings.values() if m.systems.mailchimp is not None]
             if len(contacts) != 1:
-                raise ConfigError(f"entity {mapping.entity!r} is not mapped to mailchimp, and no single contact "
-                                  f"entity is ({len(contacts)} are)")
+                raise ConfigError(
+                    f"entity {mapping.entity!r} is not mapped to mailchimp, and no single contact "
+                    f"entity is ({len(contacts)} are)"
+                )
             target = contacts[0].systems.mailchimp
         assert target is not None
         return self.rt.connector("mailchimp"), target.list, self._email()

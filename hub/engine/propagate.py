@@ -68,6 +68,9 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
         else:
             ident_name, ident_value = split_key(key)
             sf = system_field(mapping, target, ident_name)
+            if target == "mailchimp" and mapping.consent and "status" not in fields:
+                # A new member is subscribed only with marketing consent; else a transactional contact.
+                fields["status_if_new"] = "subscribed" if typed.get(mapping.consent) is True else "transactional"
             if sf is not None and ident_value and not ident_name.endswith("_id"):
                 ident_typed = normalize(mapping, {ident_name: ident_value}).values
                 fields.update(to_system(mapping, target, ident_typed, only={ident_name}))

@@ -106,7 +106,7 @@ def with_computed(
     rt: Runtime | None,
     mapping: Mapping,
     record: dict[str, Any],
-    related: dict[str, dict[str, list[dict[str, Any]]]] | None = None,
+    related: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] | None = None,
 ) -> dict[str, Any]:
     """Fill computed fields: aggregates first (live if no system stores them; from ``related``,
     {entity: {join value: records}}, when the caller loaded them in bulk), then expressions."""
@@ -114,7 +114,7 @@ def with_computed(
 
     for name, fd in mapping.fields.items():
         if fd.aggregate is not None and record.get(name) is None and rt is not None:
-            groups = (related or {}).get(fd.aggregate.entity)
+            groups = (related or {}).get((fd.aggregate.entity, fd.aggregate.join))
             record[name] = aggregate(rt, mapping, fd, record, groups)
     for name, fd in mapping.fields.items():
         record[name] = _computed_value(fd, record, name)

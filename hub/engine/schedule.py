@@ -14,7 +14,7 @@ from hub import clock
 from hub.config.loader import CompiledRule
 from hub.config.rules import CronTrigger, EveryTrigger
 from hub.engine import evaluate
-from hub.engine.compute import group_related, iterate
+from hub.engine.compute import iterate, load_related
 from hub.engine.record import with_computed
 from hub.errors import ConfigError, ExpressionError
 from hub.jobs import hub_job
@@ -33,8 +33,9 @@ def run_scheduled(rule_id: str) -> dict[str, int]:
     return run_rule(rt, rule)
 
 
-def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False) -> dict[str, Any]:
-    """One scheduled run of ``rule`` now (also ``hub run RULE``)."""
+def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False, manual: bool = False) -> dict[str, Any]:
+    """One scheduled run of ``rule`` now. The cron's runs belong to their schedule slot (a slot run
+    twice acts once); a ``manual`` run (``hub run``, an operator's button) is a new occurrence."""
     from hub.engine.rules import fire, occurrence_for_tick
 
     w = rule.model.when
@@ -42,7 +43,7 @@ def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False) -> dict[
         raise ConfigError(f"rule {rule.id!r} is not a scheduled rule (its trigger is {type(w).__name__})")
     if not rule.model.enabled:
         return {"disabled": 1}
-    tick = occurrence_for_tick(rule, clock.now())
+    tick = f"manual:{clock.now().isoformat()}" if manual else occurrence_for_tick(rule, clock.now())
     event = {"kind": "schedule", "tick": tick}
     counts: dict[str, Any] = {"records": 0, "matched": 0}
     if w.for_each is None:
@@ -51,11 +52,7 @@ def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False) -> dict[
         return counts
     cfg = rt.config
     mapping = cfg.mapping(w.for_each.entity)
-    related = {
-        fd.aggregate.entity: group_related(rt, cfg.mapping(fd.aggregate.entity), fd.aggregate.join)
-        for fd in mapping.fields.values()
-        if fd.aggregate is not None
-    }
+    related = load_related(rt, mapping)
     plans = []
     for key, values in iterate(rt, mapping):
         counts["records"] += 1

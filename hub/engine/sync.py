@@ -218,7 +218,7 @@ def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]
             )
         if item.get("kind") == "link":
             continue  # a cross-system id learned by the hub: bookkeeping, not a business change
-        if changed and item["system"] != "hub":
+        if changed and item.get("kind") != "computed":
             _recompute_requests(cfg, mapping, item, recompute)
         if changed or kind == "created":
             changes = {n: [old, values.get(n)] for n, (old, _had) in changed.items()}

@@ -59,6 +59,17 @@ def _iso_dt(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def map_value(table: dict[str, Any], value: Any) -> Any:
+    """Look ``value`` up in an enum map whose YAML keys may have been true/false/numbers."""
+    if value in table:
+        return table[value]
+    key = str(value).lower() if isinstance(value, bool) else str(value)
+    for k, v in table.items():
+        if str(k).lower() == key:
+            return v
+    return value
+
+
 def encode(system: str, fd: FieldDef, value: Any) -> Any:
     """A canonical value as ``system`` stores it."""
     if system == "hubspot":
@@ -105,8 +116,8 @@ def from_system(mapping: Mapping, system: str, record: Record, *, region: str | 
     for cname, sf in target.fields.items():
         fd = fields[cname]
         raw = get_path(record.fields, sf.field)
-        if raw is _MISSING or raw == "":
-            # Airtable leaves out empty cells and unchecked boxes; HubSpot sends "" for empty.
+        if raw is _MISSING or raw is None or raw == "":
+            # Empty is empty everywhere: Airtable leaves the cell out, HubSpot sends "" or null.
             if fd.default is not None:
                 out[cname] = coerce(fd, fd.default, region=region)
             else:
@@ -115,6 +126,8 @@ def from_system(mapping: Mapping, system: str, record: Record, *, region: str | 
         if sf.map:
             reverse = {str(v): k for k, v in sf.map.items()}
             raw = reverse.get(str(raw), raw)
+            if fd.type == "bool" and isinstance(raw, str) and raw.lower() in ("true", "false"):
+                raw = raw.lower() == "true"
         try:
             out[cname] = coerce(fd, raw, region=region)
         except ValueProblem as exc:
@@ -135,7 +148,7 @@ def to_system(mapping: Mapping, system: str, values: dict[str, Any], *, only: se
             continue  # a system's own id is not a field it stores
         value = values[cname]
         if sf.map and value is not None:
-            value = sf.map.get(value, value)
+            value = map_value(sf.map, value)
         set_path(out, sf.field, encode(system, fields[cname], value))
     return out
 

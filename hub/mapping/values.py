@@ -182,4 +182,6 @@ def to_json(value: Any) -> Any:
         return {k: to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)  # 5000.0 and 5000 are one value (Redis' JSON would say so anyway)
     return value

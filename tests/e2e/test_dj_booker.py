@@ -4,8 +4,8 @@ to Firestore, the hub ingests them, aggregates each client's bookings, computes 
 clock pinned to the seed's "today" (2026-01-14, D9) and writes everything back to Firestore;
 messages are Mailchimp events, alerts go to the DJ's channel.
 
-Every expected value below is worked out by hand in the comment next to it. Two xfail tests mark
-engine limits (see examples/dj_booker/README.md); the pack works around them elsewhere.
+Every expected value below is worked out by hand in the comment next to it. Engine limits the pack
+works around are listed in examples/dj_booker/README.md.
 """
 
 from __future__ import annotations
@@ -379,7 +379,6 @@ CENTS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a computed whole-number float (5000.0) is never written back")
 def test_d2_revenue_with_cents(hub: Hub, ops: Receiver) -> None:
     at(hub, 0)
     import_csv(hub, CENTS)
