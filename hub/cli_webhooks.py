@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from pathlib import Path
 
 import click
 
@@ -73,3 +74,22 @@ def sandbox(port_base: int | None, data_dir: str | None, no_firestore: bool) -> 
     finally:
         box.stop()
         click.echo("# sandbox stopped", err=True)
+
+
+@main.command("up")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port of the web app (webhooks).")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".hub-data"),
+    show_default=True,
+    help="Where Redis and the stand-ins keep their state.",
+)
+@click.option("--no-firestore", is_flag=True, help="Do not start the Firestore emulator.")
+@click.pass_obj
+def up(ctx: Ctx, port: int, data_dir: Path, no_firestore: bool) -> None:
+    """Run the whole hub locally on the stand-ins (no SaaS account): Redis, sandbox, web, worker, cron."""
+    from hub.up import run
+
+    run(ctx.config, data_dir, port, firestore=not no_firestore)

@@ -136,6 +136,9 @@ HELPERS: dict[str, Callable[..., Any]] = {
 }
 
 
+_HELPER_IDS = {id(f) for f in HELPERS.values()}
+
+
 class HubSandbox(SandboxedEnvironment):
     """The sandbox, with a fast path for the dict-shaped records rules read and loud refusals."""
 
@@ -146,6 +149,12 @@ class HubSandbox(SandboxedEnvironment):
             except KeyError:
                 pass
         return super().getattr(obj, attribute)
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # Our own helpers are safe by construction: skip the sandbox's per-call inspection.
+        if id(__obj) in _HELPER_IDS:
+            return __obj(*args, **kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__} object is not allowed")
@@ -233,13 +242,18 @@ class Expression:
         self.names = free_names(tree)
         self.fields_read = attribute_paths(tree, root)
         try:
-            self._fn = ENV.compile_expression(source, undefined_to_none=False)
+            self._fn = ENV.from_string("{% set result = (" + source + ") %}")
         except TemplateSyntaxError as exc:
             raise ExpressionError(f"invalid expression {source!r}: {_clean_error(exc)}") from None
 
     def __call__(self, context: Mapping[str, Any]) -> Any:
         try:
-            value = self._fn(**context)
+            # A shared context over helpers + variables: Jinja's default would merge its globals
+            # (a ChainMap) into a new dict on every call, which is most of an expression's cost.
+            ctx = ENV.context_class(ENV, {**HELPERS, **context}, self._fn.name, self._fn.blocks)
+            for _ in self._fn.root_render_func(ctx):
+                pass
+            value = ctx.vars.get("result")
             if isinstance(value, Undefined):
                 value._fail_with_undefined_error()
             return value

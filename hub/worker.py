@@ -30,7 +30,10 @@ class HubWorker(SimpleWorker):
     that died (SIGKILL, OOM, a lost dyno) as soon as it can tell they are dead."""
 
     def clean_registries(self) -> None:
-        reap_orphans(self.connection, [q.name for q in self.queues])
+        try:
+            reap_orphans(self.connection, [q.name for q in self.queues])
+        except redis.RedisError as exc:  # Redis restarting: rq's own loop waits for it; so do we
+            logging.getLogger("hub.worker").warning("could not look for orphaned jobs: %s", exc)
         super().clean_registries()
 
 

@@ -85,8 +85,9 @@ def load(root: str | os.PathLike[str], env: AbcMapping[str, str] | None = None) 
 def _without_echoes(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     """A missing environment variable is reported once, not again by the field that holds it."""
     missing_at = {(i.file, i.line, i.col) for i in issues if "environment variable" in i.message}
-    return [i for i in issues
-            if not ((i.file, i.line, i.col) in missing_at and i.message.endswith("refers to is not set"))]
+    return [
+        i for i in issues if not ((i.file, i.line, i.col) in missing_at and i.message.endswith("refers to is not set"))
+    ]
 
 
 def _read(path: Path, display: str, env: AbcMapping[str, str], cfg: Config) -> Any:

@@ -156,11 +156,14 @@ class Mapping(Strict):
     _shorthand = field_validator("fields", mode="before")(_field_shorthand)
 
     def all_fields(self) -> dict[str, FieldDef]:
-        """Declared fields plus the implicit ``<system>_id`` of each system."""
-        out = dict(self.fields)
-        for name, _ in self.systems.items():
-            out.setdefault(f"{name}_id", FieldDef(type="string", owner=name))
-        return out
+        """Declared fields plus the implicit ``<system>_id`` of each system (built once: hot path)."""
+        cached: dict[str, FieldDef] | None = self.__dict__.get("_all_fields")
+        if cached is None:
+            cached = dict(self.fields)
+            for name, _ in self.systems.items():
+                cached.setdefault(f"{name}_id", FieldDef(type="string", owner=name))
+            object.__setattr__(self, "_all_fields", cached)  # a plain cache beside the model's fields
+        return cached
 
     def owner_of(self, field: str) -> str | None:
         fd = self.all_fields().get(field)

@@ -137,8 +137,9 @@ def _compile_item(
         problems = spec.check(args, cfg, record_entity(model, cfg))
         for sub, message in problems:
             where = locate(args, tuple(sub.split("."))) if sub else npos
-            issues.append(ConfigIssue.at(where or npos, message, context=context,
-                                         path=f"{here}.{sub}" if sub else here))
+            issues.append(
+                ConfigIssue.at(where or npos, message, context=context, path=f"{here}.{sub}" if sub else here)
+            )
     compiled = _compile_args(args, apos, here, fields, context, issues)
     if compiled is None or problems:
         return None

@@ -132,6 +132,21 @@ def computed_names(mapping: Mapping) -> list[str]:
     return [n for n, fd in mapping.fields.items() if fd.computed]
 
 
+def own_computed_names(mapping: Mapping) -> list[str]:
+    """Computed from the record itself (expressions, templates), not from related records."""
+    return [n for n, fd in mapping.fields.items() if fd.compute is not None or fd.template is not None]
+
+
+def computed_inputs(mapping: Mapping) -> set[str]:
+    """Fields the record's own computed fields read (a change elsewhere needs no recompute)."""
+    out: set[str] = set()
+    for fd in mapping.fields.values():
+        for expr in (fd.compute, fd.template):
+            if expr is not None:
+                out.update(expr.fields_read)
+    return out
+
+
 @hub_job
 def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
     """Recompute ``entity``'s computed fields (for ``keys``, or every record) and write changes back."""
@@ -151,7 +166,14 @@ def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
     if keys is not None:
         # A join value may name a parent no system has (yet): recomputing it would create it.
         keys = [k for k in keys if state.ids(entity, k)]
-    records = iterate(rt, mapping) if keys is None else ((k, fetch_all(rt, mapping, k)) for k in keys)
+    if keys is None:
+        records = iterate(rt, mapping)
+    else:
+        from hub.engine.record import Loader
+
+        loader = Loader(rt)
+        loader.prefetch(entity, [(k, None, None) for k in keys])
+        records = ((k, fetch_all(rt, mapping, k, loader=loader)) for k in keys)
     outbox = _outbox_name() + ":compute"
     now_ms = int(clock.now().timestamp() * 1000)
     counts = {"records": 0, "changed": 0}

@@ -34,6 +34,27 @@ def record(conn: redis.Redis | Any, entry: dict[str, Any]) -> None:
         pipe.execute()
 
 
+class Buffer:
+    """History entries of one job, written in one round trip at its end (a rules job evaluates
+    hundreds of rules; one write each would double its Redis traffic)."""
+
+    def __init__(self, conn: redis.Redis) -> None:
+        self.conn = conn
+        self.entries: list[dict[str, Any]] = []
+
+    def __call__(self, entry: dict[str, Any]) -> None:
+        self.entries.append(entry)
+
+    def flush(self) -> None:
+        if not self.entries:
+            return
+        with self.conn.pipeline(transaction=False) as pipe:
+            for entry in self.entries:
+                record(pipe, entry)
+            pipe.execute()
+        self.entries = []
+
+
 def read(
     conn: redis.Redis, *, rule: str | None = None, record_key: str | None = None, limit: int = 50
 ) -> list[dict[str, Any]]:

@@ -53,7 +53,9 @@ class LiveContext:
         event: dict[str, Any],
         key: str,
         record_key: str | None,
+        outbox: str | None = None,
     ) -> None:
+        self.outbox = outbox  # a job's outbox, drained by the job; None: drain each write here
         self.rt = rt
         self.rule_id = rule_id
         self.entity = entity
@@ -79,7 +81,7 @@ class LiveContext:
         if typed.problems:
             raise PermanentError("; ".join(str(p) for p in typed.problems), system="hub", obj=entity)
         state = RecordState(self.rt.redis)
-        outbox = _outbox_name() + f":{self.key[:8]}"
+        outbox = self.outbox or _outbox_name() + f":{self.key[:8]}"
         now_ms = int(clock.now().timestamp() * 1000)
         item = {
             "entity": entity,
@@ -89,11 +91,13 @@ class LiveContext:
             "key": key,
             "values": to_json(typed.values),
             "at_ms": now_ms,
+            "rule": self.rule_id,
         }
         tracked = tracked_fields(self.rt.config, entity)
         obs = [FieldObs(n, v, "own", n in tracked) for n, v in typed.values.items()]
         applied = state.apply(entity, key, "hub", "", "", now_ms, obs, outbox=outbox, item=item)
-        drain(self.rt, outbox)
+        if self.outbox is None:
+            drain(self.rt, outbox)
         return {"fields": sorted(typed.values), "changed": [c[0] for c in applied.changed]}
 
     def _email(self) -> str:

@@ -57,9 +57,6 @@ def _holder_dead(token: bytes) -> bool:
 def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None]) -> tuple[str, Any]:
     """Run ``fn`` unless it already ran for ``key``. Returns ("done" | "already", result)."""
     name = f"hub:act:{key}"
-    raw = conn.get(name)
-    if raw is not None and raw.startswith(b"done:"):
-        return "already", json.loads(raw[5:])
     token = f"run:{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
     if not conn.set(name, token, nx=True, px=LEASE_MS):
         raw = conn.get(name)

@@ -53,12 +53,12 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     merged: dict[str, dict[str, Any]] = {}
     for it in items:  # one write per record, whatever number of changes the batch carried
         merged.setdefault(it["key"], {}).update(it["values"])
+    snapshots = state.snapshot(entity, list(merged))
     for key, values in merged.items():
-        current = state.fingerprints(entity, key, list(values))
-        send = {n: v for n, v in values.items() if current.get(n) == fingerprint(v)}
+        snap = snapshots[key]
+        send = {n: v for n, v in values.items() if snap.get(f"f:{n}") == fingerprint(v)}
         stale += len(values) - len(send)
-        ids = state.ids(entity, key)
-        target_id = ids.get(target)
+        target_id = snap.get(f"id:{target}")
         if not send and target_id:
             continue
         typed = normalize(mapping, send).values
@@ -91,8 +91,8 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     outbox = _outbox_name()
     now_ms = int(clock.now().timestamp() * 1000)
     id_field = f"{target}_id"
-    for key, write, rec, fps in zip(keys, writes, written, sent, strict=True):
-        state.written(entity, key, target, fps)
+    state.written_many(entity, [(key, target, fps) for key, fps in zip(keys, sent, strict=True)])
+    for key, write, rec in zip(keys, writes, written, strict=True):
         if write.id == rec.id:
             continue
         links += 1

@@ -51,9 +51,63 @@ def needed_fields(cfg: Config, entity: str) -> set[str]:
             if expr is not None:
                 out.update(expr.fields_read)
     fields = mapping.all_fields()
-    out = {f for f in out if f in fields}
+    # Computed fields are computed, not fetched; an aggregate is fetched only where a system stores it.
+    stored = {n for _, t in mapping.systems.items() for n in t.fields}
+    out = {
+        f
+        for f in out
+        if f in fields
+        and not (fields[f].compute or fields[f].template)
+        and (fields[f].aggregate is None or f in stored)
+    }
     _NEEDED[cache_key] = out
     return out
+
+
+class Loader:
+    """Fetches the records of many keys at once: their ids in one Redis round trip, then one
+    batched read per system — instead of a read per record (rules jobs, recomputes)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.ids: dict[tuple[str, str], dict[str, str]] = {}
+        self.records: dict[tuple[str, str, str], Any] = {}  # (entity, system, id) → Record | None
+
+    def prefetch(self, entity: str, wanted: list[tuple[str, set[str] | None, str | None]]) -> None:
+        """``wanted``: (key, fields needed or None for all, system to skip) per record."""
+        mapping = self.rt.config.mapping(entity)
+        keys = [k for k, _, _ in wanted if k and (entity, k) not in self.ids]
+        with self.rt.redis.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.hgetall(f"hub:r:{entity}:{k}")
+            for k, raw in zip(keys, pipe.execute(), strict=True):
+                self.ids[(entity, k)] = {f.decode()[3:]: v.decode() for f, v in raw.items() if f.startswith(b"id:")}
+        for system, target in mapping.systems.items():
+            ids = [
+                self.ids[(entity, k)][system]
+                for k, only, skip in wanted
+                if k
+                and skip != system
+                and system in self.ids.get((entity, k), {})
+                and (only is None or only & set(target.fields))
+            ]
+            ids = [i for i in dict.fromkeys(ids) if (entity, system, i) not in self.records]
+            if not ids:
+                continue
+            got = {r.id: r for r in self.rt.connector(system).get_many(collection(mapping, system), ids)}
+            for i in ids:
+                self.records[(entity, system, i)] = got.get(i)
+
+    def record(self, mapping: Mapping, system: str, record_id: str) -> Any:
+        cache_key = (mapping.entity, system, record_id)
+        if cache_key not in self.records:
+            self.records[cache_key] = self.rt.connector(system).get(collection(mapping, system), record_id)
+        return self.records[cache_key]
+
+    def key_ids(self, entity: str, key: str) -> dict[str, str]:
+        if (entity, key) not in self.ids:
+            self.ids[(entity, key)] = RecordState(self.rt.redis).ids(entity, key)
+        return self.ids[(entity, key)]
 
 
 def fetch_all(
@@ -64,10 +118,12 @@ def fetch_all(
     only: set[str] | None = None,
     skip: str | None = None,
     base: dict[str, Any] | None = None,
+    loader: Loader | None = None,
 ) -> dict[str, Any]:
     """Typed values of the record from each system it is linked in (``only`` the fields asked for)."""
     values = dict(base or {})
-    ids = RecordState(rt.redis).ids(mapping.entity, key)
+    load = loader or Loader(rt)
+    ids = load.key_ids(mapping.entity, key)
     for system, target in mapping.systems.items():
         if system == skip or system not in ids:
             continue
@@ -76,7 +132,7 @@ def fetch_all(
             wanted &= only
         if not wanted:
             continue
-        rec = rt.connector(system).get(collection(mapping, system), ids[system])
+        rec = load.record(mapping, system, ids[system])
         if rec is None:
             continue
         decoded = from_system(mapping, system, rec).values
@@ -87,8 +143,20 @@ def fetch_all(
     return values
 
 
+def missing_fields(rt: Runtime, entity: str, values: dict[str, Any]) -> set[str]:
+    """Fields rules need that the event's values do not carry (fetched from the other systems)."""
+    return needed_fields(rt.config, entity) - set(values)
+
+
 def assemble(
-    rt: Runtime, entity: str, key: str | None, values: dict[str, Any], source: str | None, *, fresh: bool = False
+    rt: Runtime,
+    entity: str,
+    key: str | None,
+    values: dict[str, Any],
+    source: str | None,
+    *,
+    fresh: bool = False,
+    loader: Loader | None = None,
 ) -> dict[str, Any]:
     """The record for rules: ``values`` (from the source system) completed from the others."""
     cfg = rt.config
@@ -97,7 +165,7 @@ def assemble(
     if key:
         missing = None if fresh else needed_fields(cfg, entity) - set(typed)
         if fresh or missing:
-            typed = fetch_all(rt, mapping, key, only=missing, skip=None if fresh else source, base=typed)
+            typed = fetch_all(rt, mapping, key, only=missing, skip=None if fresh else source, base=typed, loader=loader)
     record = complete(mapping, typed)
     return with_computed(rt, mapping, record)
 
@@ -117,7 +185,8 @@ def with_computed(
             groups = (related or {}).get((fd.aggregate.entity, fd.aggregate.join))
             record[name] = aggregate(rt, mapping, fd, record, groups)
     for name, fd in mapping.fields.items():
-        record[name] = _computed_value(fd, record, name)
+        if fd.compute is not None or fd.template is not None:
+            record[name] = _computed_value(fd, record, name)
     return record
 
 

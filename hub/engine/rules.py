@@ -22,7 +22,8 @@ from hub.engine.evaluate import RecordEvent
 from hub.engine.guards import Guards
 from hub.engine.live import LiveContext
 from hub.engine.once import action_key, run_once
-from hub.engine.record import assemble
+from hub.engine.record import Loader, assemble, missing_fields
+from hub.engine.sync import _outbox_name, drain
 from hub.errors import ExpressionError, HubError, PermanentError, TransientError
 from hub.expr import parse_duration
 from hub.jobs import hub_job
@@ -40,14 +41,40 @@ def run_events(events: list[dict[str, Any]]) -> dict[str, int]:
 
     rt = Runtime.current()
     remember(rt.redis, events, clock.now())
-    counts: dict[str, int] = {}
+    # Writes made by this job's actions and computed fields go to its outbox, drained at the end (and
+    # first, if a previous attempt of this job was killed before it could).
+    outbox = _outbox_name()
+    if rt.redis.exists(outbox):
+        drain(rt, outbox)
+    loader = Loader(rt)
+    by_entity: dict[str, list[tuple[str, set[str] | None, str | None]]] = {}
     for ev in events:
-        for outcome in handle_record_event(rt, ev):
-            counts[outcome] = counts.get(outcome, 0) + 1
+        if ev["kind"] != "deleted" and ev.get("key") and ev["entity"] in rt.config.mappings:
+            missing = missing_fields(rt, ev["entity"], ev.get("values") or {})
+            if missing:
+                by_entity.setdefault(ev["entity"], []).append((ev["key"], missing, ev.get("system")))
+    for entity, wanted in by_entity.items():
+        loader.prefetch(entity, wanted)
+    counts: dict[str, int] = {}
+    recorder = history.Buffer(rt.redis)
+    try:
+        for ev in events:
+            for outcome in handle_record_event(rt, ev, loader=loader, outbox=outbox, recorder=recorder):
+                counts[outcome] = counts.get(outcome, 0) + 1
+    finally:
+        recorder.flush()
+    drain(rt, outbox)
     return counts
 
 
-def handle_record_event(rt: Runtime, ev_json: dict[str, Any]) -> list[str]:
+def handle_record_event(
+    rt: Runtime,
+    ev_json: dict[str, Any],
+    *,
+    loader: Loader | None = None,
+    outbox: str | None = None,
+    recorder: Any = None,
+) -> list[str]:
     cfg = rt.config
     entity = ev_json["entity"]
     ev = RecordEvent(
@@ -59,13 +86,16 @@ def handle_record_event(rt: Runtime, ev_json: dict[str, Any]) -> list[str]:
     )
     if ev.kind == "deleted":
         waits.cancel_for_record(rt.redis, entity, ev.key)
-    matching = [r for r in cfg.rules.values() if r.model.enabled and evaluate.trigger_matches(r, ev)]
+    caused_by = ev_json.get("caused_by")
+    matching = [
+        r for r in cfg.rules.values() if r.model.enabled and r.id != caused_by and evaluate.trigger_matches(r, ev)
+    ]
     if not matching:
         return []
     record = (
         None
         if ev.kind == "deleted"
-        else assemble(rt, entity, ev.key, ev_json.get("values") or {}, ev_json.get("system"))
+        else assemble(rt, entity, ev.key, ev_json.get("values") or {}, ev_json.get("system"), loader=loader)
     )
     outcomes = []
     event = {"kind": ev.kind, "changes": ev_json.get("changes") or {}, "system": ev_json.get("system")}
@@ -74,7 +104,18 @@ def handle_record_event(rt: Runtime, ev_json: dict[str, Any]) -> list[str]:
             outcomes.append(waits.schedule(rt, rule, ev_json, record))
             continue
         outcomes.append(
-            fire(rt, rule, record, event, ev.occurrence, entity=entity, key=ev.key, changed=list(ev.changes))
+            fire(
+                rt,
+                rule,
+                record,
+                event,
+                ev.occurrence,
+                entity=entity,
+                key=ev.key,
+                changed=list(ev.changes),
+                outbox=outbox,
+                recorder=recorder,
+            )
         )
     return outcomes
 
@@ -90,6 +131,8 @@ def fire(
     key: str | None,
     changed: list[str] | None = None,
     isolated: bool = False,
+    outbox: str | None = None,
+    recorder: Any = None,
 ) -> str:
     """Evaluate and (once) execute ``rule`` for one trigger occurrence. Returns the outcome name."""
     cfg = rt.config
@@ -105,7 +148,10 @@ def fire(
 
     def done(decision: str, reason: str, **extra: Any) -> str:
         entry.update(decision=decision, reason=reason, ms=round((time.monotonic() - started) * 1000, 2), **extra)
-        history.record(rt.redis, entry)
+        if recorder is not None:
+            recorder(entry)
+        else:
+            history.record(rt.redis, entry)
         return decision
 
     ctx = evaluate.context(rule, record, event, changed, cfg.rules_file.templates)
@@ -145,7 +191,9 @@ def fire(
             results.append({"step": step, "action": planned["action"], "outcome": "skipped (step removed from config)"})
             continue
         akey = action_key(rule.id, occurrence, step)
-        live = LiveContext(rt, rule_id=rule.id, entity=entity, record=record, event=event, key=akey, record_key=key)
+        live = LiveContext(
+            rt, rule_id=rule.id, entity=entity, record=record, event=event, key=akey, record_key=key, outbox=outbox
+        )
         args = spec.args.model_validate(planned["args"])
         try:
             status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))

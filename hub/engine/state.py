@@ -169,7 +169,10 @@ class RecordState:
         *,
         outbox: str = "",
         item: dict[str, Any] | None = None,
-    ) -> Applied:
+        client: Any = None,
+    ) -> Applied | None:
+        """Apply one system's view of a record (see the module docstring). With ``client`` (a
+        pipeline) the call is queued there and its result comes from :meth:`apply_many`."""
         payload = [
             [f.name, fingerprint(f.value), f.mode, json.dumps(to_json(f.value)) if f.tracked else False] for f in fields
         ]
@@ -185,8 +188,36 @@ class RecordState:
                 STATE_TTL,
                 OUTBOX_TTL,
             ],
+            client=client,
         )
+        if client is not None:
+            return None
         return _decode_applied(json.loads(raw))
+
+    def apply_many(self, calls: Sequence[dict[str, Any]]) -> list[Applied]:
+        """Several :meth:`apply` calls (keyword arguments each) in one round trip, in order."""
+        if not calls:
+            return []
+        with self.conn.pipeline(transaction=False) as pipe:
+            for call in calls:
+                self.apply(**call, client=pipe)
+            return [_decode_applied(json.loads(raw)) for raw in pipe.execute()]
+
+    def snapshot(self, entity: str, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The bookkeeping of many records in one round trip: {key: {"f:x": fp, "id:hubspot": id, ...}}."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(state_key(entity, key))
+            raw = pipe.execute()
+        return {k: {f.decode(): v.decode() for f, v in r.items()} for k, r in zip(keys, raw, strict=True)}
+
+    def written_many(self, entity: str, writes: Sequence[tuple[str, str, dict[str, str]]]) -> None:
+        """:meth:`written` for many records at once: (key, system, fingerprints)."""
+        with self.conn.pipeline(transaction=False) as pipe:
+            for key, system, fps in writes:
+                if fps:
+                    pipe.hset(state_key(entity, key), mapping={f"s:{system}:{n}": fp for n, fp in fps.items()})
+            pipe.execute()
 
     def delete(
         self,

@@ -136,6 +136,7 @@ def _ingest_place(
     names = [f"{coll_id}:{e.id}" for e in evs]
     with state.locked(names):
         live = {r.id: r for r in connector.get_many(place.coll, [e.id for e in evs])}
+        calls: list[dict[str, Any]] = []  # applied in one round trip below
         for ev in evs:
             rec = live.get(ev.id)
             item = {"entity": place.entity, "system": place.system, "id": ev.id, "kind": ev.kind, "hint": ev.fields}
@@ -153,11 +154,67 @@ def _ingest_place(
             source_ms = _source_ms(rec.updated_at, ev.at_ms)
             obs = [FieldObs(n, v, field_mode(mapping, n, place.system), n in tracked) for n, v in values.items()]
             item.update(key=key, values=to_json(values), at_ms=source_ms)
-            applied = state.apply(
-                place.entity, key, place.system, coll_id, rec.id, source_ms, obs, outbox=outbox, item=item
+            inline = _inline_computed(mapping, values)
+            if inline is not None:
+                item["computed_inline"] = True
+            calls.append(
+                {
+                    "entity": place.entity,
+                    "key": key,
+                    "system": place.system,
+                    "coll_id": coll_id,
+                    "record_id": rec.id,
+                    "source_ms": source_ms,
+                    "fields": obs,
+                    "outbox": outbox,
+                    "item": item,
+                }
             )
-            counts["changed" if applied.changed else "unchanged"] += 1
-            counts["conflicts"] += len(applied.conflicts)
+            if inline:
+                # The change brought every input of the record's computed fields: compute them now, in the
+                # same drain (one event for the rules), instead of a recompute job reading every system.
+                citem = {
+                    "entity": place.entity,
+                    "system": "hub",
+                    "id": "",
+                    "kind": "computed",
+                    "key": key,
+                    "values": to_json(inline),
+                    "at_ms": source_ms,
+                }
+                ctracked = [FieldObs(n, v, "own", n in tracked) for n, v in inline.items()]
+                calls.append(
+                    {
+                        "entity": place.entity,
+                        "key": key,
+                        "system": "hub",
+                        "coll_id": "",
+                        "record_id": "",
+                        "source_ms": source_ms,
+                        "fields": ctracked,
+                        "outbox": outbox,
+                        "item": citem,
+                    }
+                )
+        for call, applied in zip(calls, state.apply_many(calls), strict=True):
+            if call["system"] != "hub":
+                counts["changed" if applied.changed else "unchanged"] += 1
+                counts["conflicts"] += len(applied.conflicts)
+
+
+def _inline_computed(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any] | None:
+    """The record's own computed values when ``values`` hold all their inputs (else None)."""
+    from hub.engine.compute import computed_inputs, own_computed_names
+    from hub.engine.record import with_computed
+    from hub.mapping.translate import complete
+
+    names = own_computed_names(mapping)
+    if not names or not computed_inputs(mapping) <= set(values):
+        return None
+    if any(mapping.fields[n].aggregate is not None for n in mapping.fields if n in computed_inputs(mapping)):
+        return None
+    record = with_computed(None, mapping, complete(mapping, values))
+    return {n: record.get(n) for n in names}
 
 
 def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
@@ -219,10 +276,13 @@ def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]
         if item.get("kind") == "link":
             continue  # a cross-system id learned by the hub: bookkeeping, not a business change
         if changed and item.get("kind") != "computed":
-            _recompute_requests(cfg, mapping, item, recompute)
+            _recompute_requests(
+                cfg, mapping, {**item, "created": result.get("created"), "changed_names": list(changed)}, recompute
+            )
         if changed or kind == "created":
             changes = {n: [old, values.get(n)] for n, (old, _had) in changed.items()}
             record_events.append(_record_event(item, result, kind, changes))
+    record_events = _merged(record_events)
     with rt.redis.pipeline(transaction=True) as pipe:
         pipe.multi()  # explicit: rq's enqueue(pipeline=...) expects a transaction already open
         for (entity, target), items in pushes.items():
@@ -243,11 +303,41 @@ def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]
     return counts
 
 
-def _recompute_requests(cfg: Config, mapping: Mapping, item: dict[str, Any], out: dict[str, set[str]]) -> None:
-    """Computed fields of this record, and aggregates of the records it belongs to, may have moved."""
-    from hub.engine.compute import computed_names, parents_of
+def _merged(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One event per record per drain: a change, the computed fields it moved and the ids learned on
+    the way are one occurrence for the rules, not three (an `updated` rule fires once)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for ev in events:
+        k = (ev["entity"], str(ev.get("key")))
+        first = out.get(k)
+        if first is None or ev["kind"] == "deleted" or first["kind"] == "deleted":
+            out[k] = ev
+            continue
+        changes = dict(first["changes"])
+        for name, (old, new) in ev["changes"].items():
+            changes[name] = [changes[name][0] if name in changes else old, new]
+        out[k] = {
+            **first,
+            "kind": "created" if "created" in (first["kind"], ev["kind"]) else ev["kind"],
+            "changes": changes,
+            "values": {**first["values"], **ev["values"]},
+            "version": max(first["version"], ev["version"]),
+            "occurrence": ev["occurrence"] if ev["version"] >= first["version"] else first["occurrence"],
+            "caused_by": first.get("caused_by") if first.get("caused_by") == ev.get("caused_by") else None,
+        }
+    return list(out.values())
 
-    if computed_names(mapping):
+
+def _recompute_requests(cfg: Config, mapping: Mapping, item: dict[str, Any], out: dict[str, set[str]]) -> None:
+    """Computed fields of this record (if their inputs changed), and aggregates of the records it
+    belongs to, may have moved."""
+    from hub.engine.compute import computed_inputs, computed_names, parents_of
+
+    # Own computed fields: when the record is new or an input changed (aggregates move with their
+    # related records, below).
+    changed = set(item.get("changed_names") or [])
+    inline = item.get("computed_inline")
+    if computed_names(mapping) and not inline and (item.get("created") or computed_inputs(mapping) & changed):
         out[mapping.entity].add(item["key"])
     for parent, keys in parents_of(cfg, mapping.entity, item.get("values") or {}).items():
         out[parent].update(keys)
@@ -276,5 +366,7 @@ def _record_event(item: dict[str, Any], result: dict[str, Any], kind: str, chang
         "occurrence": f"{item['entity']}:{item.get('key')}:v{result.get('version', 0)}",
         "changes": changes,
         "values": item.get("values") or {},
+        "source_kind": item.get("kind"),  # "computed": the hub's own computed write
+        "caused_by": item.get("rule"),  # the rule whose action made this change (it does not re-trigger itself)
         "at_ms": item.get("at_ms"),
     }

@@ -8,13 +8,14 @@ expects (HubSpot wants strings, Airtable ISO dates, Firestore native timestamps.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
 from connectors.base import Record
 from hub.config.mapping import FieldDef, Mapping
-from hub.mapping.values import ValueProblem, coerce, to_json
+from hub.mapping.values import ValueProblem, coerce, coercer, to_json
 
 _MISSING = object()
 
@@ -107,32 +108,75 @@ def encode(system: str, fd: FieldDef, value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class _Read:
+    """How to read one canonical field from a system record (built once per mapping and system)."""
+
+    name: str
+    path: str
+    nested: bool
+    convert: Callable[[Any], Any]
+    empty: Any  # the value of an empty cell: the default, False for Airtable checkboxes, or None
+    reverse: dict[str, Any] | None
+    is_bool: bool
+    is_text: bool
+
+
+_PLANS: dict[tuple[int, str, str | None], list[_Read]] = {}
+
+
+def _plan(mapping: Mapping, system: str, region: str | None) -> list[_Read]:
+    key = (id(mapping), system, region)
+    plan = _PLANS.get(key)
+    if plan is None:
+        target = getattr(mapping.systems, system)
+        fields = mapping.all_fields()
+        plan = []
+        for cname, sf in target.fields.items():
+            fd = fields[cname]
+            if fd.default is not None:
+                empty = coerce(fd, fd.default, region=region)
+            else:
+                # Empty is empty everywhere: Airtable leaves the cell out, HubSpot sends "" or null.
+                empty = False if (fd.type == "bool" and system == "airtable") else None
+            reverse = {str(v): k for k, v in sf.map.items()} if sf.map else None
+            plan.append(
+                _Read(
+                    cname,
+                    sf.field,
+                    "." in sf.field,
+                    coercer(fd, region),
+                    empty,
+                    reverse,
+                    fd.type == "bool",
+                    fd.type in ("string", "text"),
+                )
+            )
+        if len(_PLANS) > 512:
+            _PLANS.clear()  # configs reloaded many times: start over rather than grow
+        _PLANS[key] = plan
+    return plan
+
+
 def from_system(mapping: Mapping, system: str, record: Record, *, region: str | None = None) -> Decoded:
     """Canonical values of the fields ``system`` maps for ``mapping``, plus ``<system>_id``."""
-    target = getattr(mapping.systems, system)
-    fields = mapping.all_fields()
+    data = record.fields
     out: dict[str, Any] = {f"{system}_id": record.id}
     problems: list[Problem] = []
-    for cname, sf in target.fields.items():
-        fd = fields[cname]
-        raw = get_path(record.fields, sf.field)
-        if raw is _MISSING or raw is None or raw == "":
-            # Empty is empty everywhere: Airtable leaves the cell out, HubSpot sends "" or null.
-            if fd.default is not None:
-                out[cname] = coerce(fd, fd.default, region=region)
-            else:
-                out[cname] = False if (fd.type == "bool" and system == "airtable") else None
+    for r in _plan(mapping, system, region):
+        raw = get_path(data, r.path) if r.nested else data.get(r.path, _MISSING)
+        if raw is _MISSING or raw is None or raw == "" or (not r.is_text and isinstance(raw, str) and not raw.strip()):
+            out[r.name] = r.empty
             continue
-        if sf.map:
-            reverse = {str(v): k for k, v in sf.map.items()}
-            raw = reverse.get(str(raw), raw)
-            if fd.type == "bool" and isinstance(raw, str) and raw.lower() in ("true", "false"):
+        if r.reverse is not None:
+            raw = r.reverse.get(str(raw), raw)
+            if r.is_bool and isinstance(raw, str) and raw.lower() in ("true", "false"):
                 raw = raw.lower() == "true"
         try:
-            out[cname] = coerce(fd, raw, region=region)
+            out[r.name] = r.convert(raw)
         except ValueProblem as exc:
-            out[cname] = None
-            problems.append(Problem(cname, system, str(exc)))
+            out[r.name] = None
+            problems.append(Problem(r.name, system, str(exc)))
     return Decoded(out, problems)
 
 
@@ -180,8 +224,8 @@ def normalize(mapping: Mapping, values: dict[str, Any], *, region: str | None = 
 def complete(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any]:
     """Every field of the entity present: missing ones take their default (or None), so rule
     expressions can test ``record.x is none`` instead of failing on an unknown key."""
-    out = dict(values)
-    for name, fd in mapping.all_fields().items():
-        if name not in out:
-            out[name] = fd.default
-    return out
+    defaults: dict[str, Any] | None = mapping.__dict__.get("_defaults")
+    if defaults is None:
+        defaults = {name: fd.default for name, fd in mapping.all_fields().items()}
+        object.__setattr__(mapping, "_defaults", defaults)  # a plain cache beside the model's fields
+    return {**defaults, **values}

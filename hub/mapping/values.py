@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,11 +27,16 @@ class ValueProblem(ValueError):
     """A value that does not fit its field's type; the message names the value."""
 
 
+_PLAIN_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
 def _number(value: Any, integer: bool) -> int | float:
     if isinstance(value, bool):
         raise ValueProblem(f"expected a number, got {value!r}")
     if isinstance(value, int | float):
         num: float | int = value
+    elif isinstance(value, str) and _PLAIN_NUMBER.match(value):
+        num = float(value)  # the common case, without the clean-up below
     else:
         text = str(value).strip().replace("\u00a0", "").replace(" ", "").replace("€", "").replace("$", "")
         if text.count(",") == 1 and "." not in text:
@@ -117,28 +124,51 @@ def phone_e164(value: Any, region: str | None) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _email(value: Any) -> str:
+    text = str(value).strip().lower()
+    if "@" not in text or text.startswith("@") or text.endswith("@"):
+        raise ValueProblem(f"expected an email address, got {value!r}")
+    return text
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def coercer(fd: FieldDef, region: str | None = None) -> Callable[[Any], Any]:
+    """The canonical conversion of one field, specialised once (sync reads call it per value).
+    It expects a non-empty value; :func:`coerce` handles None and blanks."""
+    t = fd.type
+    if t in ("string", "text", "url"):
+        return _text
+    if t == "email":
+        return _email
+    if t == "phone":
+        r = fd.region or region
+        return lambda v: phone_e164(v, r)
+    if t in ("number", "integer"):
+        integer = t == "integer"
+        return lambda v: _number(v, integer)
+    if t == "bool":
+        return _bool
+    if t == "date":
+        tz = fd.tz
+        return lambda v: _date(v, tz)
+    if t == "datetime":
+        tz = fd.tz
+        return lambda v: _datetime(v, tz)
+    return lambda v: _coerce_other(fd, v)
+
+
 def coerce(fd: FieldDef, value: Any, *, region: str | None = None) -> Any:
     """``value`` as the canonical value of a field of definition ``fd`` (None stays None)."""
     if value is None or (isinstance(value, str) and value.strip() == "" and fd.type not in ("string", "text")):
         return None
+    return coercer(fd, region)(value)
+
+
+def _coerce_other(fd: FieldDef, value: Any) -> Any:
     t = fd.type
-    if t in ("string", "text", "url"):
-        return value if isinstance(value, str) else str(value)
-    if t == "email":
-        text = str(value).strip().lower()
-        if "@" not in text or text.startswith("@") or text.endswith("@"):
-            raise ValueProblem(f"expected an email address, got {value!r}")
-        return text
-    if t == "phone":
-        return phone_e164(value, fd.region or region)
-    if t in ("number", "integer"):
-        return _number(value, t == "integer")
-    if t == "bool":
-        return _bool(value)
-    if t == "date":
-        return _date(value, fd.tz)
-    if t == "datetime":
-        return _datetime(value, fd.tz)
     if t == "enum":
         text = str(value).strip()
         values = fd.values or []

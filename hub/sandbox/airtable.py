@@ -79,16 +79,25 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
         self.window = SlidingWindow(rate_limit, rate_window)
         self.penalty_seconds = penalty_seconds
         self.max_payloads = max_payloads
-        self.user = {"id": "usrHubSandbox0001", "email": "sandbox@hub.invalid", "permissionLevel": "create",
-                     "name": "Hub sandbox"}
+        self.user = {
+            "id": "usrHubSandbox0001",
+            "email": "sandbox@hub.invalid",
+            "permissionLevel": "create",
+            "name": "Hub sandbox",
+        }
         self._penalties: dict[str, float] = {}
         self._iterators: dict[str, tuple[list[str], float]] = {}
         super().__init__(data_dir=data_dir, faults=faults)
 
     def initial_state(self) -> dict[str, Any]:
         bases = {
-            base_id: {"id": base_id, "name": info.get("name", base_id), "permissionLevel": "create",
-                      "tables": [], "transactions": 0}
+            base_id: {
+                "id": base_id,
+                "name": info.get("name", base_id),
+                "permissionLevel": "create",
+                "tables": [],
+                "transactions": 0,
+            }
             for base_id, info in self.seed_bases.items()
         }
         return {"bases": bases, "tables": {}, "webhooks": {}}
@@ -102,14 +111,20 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
     def add_base(self, base_id: str, name: str) -> None:
         """Make another base (Airtable has no sandbox-wide create-base without a workspace)."""
         with self.lock:
-            self.state["bases"].setdefault(base_id, {"id": base_id, "name": name, "permissionLevel": "create",
-                                                     "tables": [], "transactions": 0})
+            self.state["bases"].setdefault(
+                base_id, {"id": base_id, "name": name, "permissionLevel": "create", "tables": [], "transactions": 0}
+            )
         self.changed()
 
     def error_response(self, status: int, message: str) -> Response:
-        kinds = {401: "AUTHENTICATION_REQUIRED", 403: "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
-                 404: "NOT_FOUND", 422: "INVALID_REQUEST_UNKNOWN", 429: "RATE_LIMIT_REACHED",
-                 503: "RETRIABLE_ERROR"}
+        kinds = {
+            401: "AUTHENTICATION_REQUIRED",
+            403: "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+            404: "NOT_FOUND",
+            422: "INVALID_REQUEST_UNKNOWN",
+            429: "RATE_LIMIT_REACHED",
+            503: "RETRIABLE_ERROR",
+        }
         if status == 429:
             message = RATE_LIMITED
         elif status == 503:
@@ -164,47 +179,94 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
             app.add_url_rule(rule, f"{fn.__name__}:{rule}:{methods}", view, methods=methods)
 
         route("/v0/meta/whoami", ["GET"], lambda: {"id": self.user["id"]})
-        route("/v0/meta/bases", ["GET"], lambda: {"bases": [
-            {"id": b["id"], "name": b["name"], "permissionLevel": b["permissionLevel"]}
-            for b in self.state["bases"].values()]})
+        route(
+            "/v0/meta/bases",
+            ["GET"],
+            lambda: {
+                "bases": [
+                    {"id": b["id"], "name": b["name"], "permissionLevel": b["permissionLevel"]}
+                    for b in self.state["bases"].values()
+                ]
+            },
+        )
         route("/v0/meta/bases/<base_id>/tables", ["GET"], self.schema)
-        route("/v0/meta/bases/<base_id>/tables", ["POST"],
-              lambda base_id: self.create_table(base_id, _body()), save=True)
-        route("/v0/meta/bases/<base_id>/tables/<table>", ["PATCH"],
-              lambda base_id, table: self.update_table(base_id, table, _body()), save=True)
-        route("/v0/meta/bases/<base_id>/tables/<table>/fields", ["POST"],
-              lambda base_id, table: self.create_field(base_id, table, _body()), save=True)
-        route("/v0/meta/bases/<base_id>/tables/<table>/fields/<field_id>", ["PATCH"],
-              lambda base_id, table, field_id: self.update_field(base_id, table, field_id, _body()),
-              save=True)
+        route(
+            "/v0/meta/bases/<base_id>/tables", ["POST"], lambda base_id: self.create_table(base_id, _body()), save=True
+        )
+        route(
+            "/v0/meta/bases/<base_id>/tables/<table>",
+            ["PATCH"],
+            lambda base_id, table: self.update_table(base_id, table, _body()),
+            save=True,
+        )
+        route(
+            "/v0/meta/bases/<base_id>/tables/<table>/fields",
+            ["POST"],
+            lambda base_id, table: self.create_field(base_id, table, _body()),
+            save=True,
+        )
+        route(
+            "/v0/meta/bases/<base_id>/tables/<table>/fields/<field_id>",
+            ["PATCH"],
+            lambda base_id, table, field_id: self.update_field(base_id, table, field_id, _body()),
+            save=True,
+        )
 
-        route("/v0/<base_id>/<table>", ["GET"],
-              lambda base_id, table: self.list_records(base_id, table, _query()))
-        route("/v0/<base_id>/<table>/listRecords", ["POST"],
-              lambda base_id, table: self.list_records(base_id, table, _list_body()))
-        route("/v0/<base_id>/<table>", ["POST", "PATCH", "PUT"],
-              lambda base_id, table: self.write_records(base_id, table, request.method, _body()), save=True)
-        route("/v0/<base_id>/<table>", ["DELETE"],
-              lambda base_id, table: {"records": self.delete_records(
-                  base_id, table, request.args.getlist("records[]") or request.args.getlist("records"))},
-              save=True)
+        route("/v0/<base_id>/<table>", ["GET"], lambda base_id, table: self.list_records(base_id, table, _query()))
+        route(
+            "/v0/<base_id>/<table>/listRecords",
+            ["POST"],
+            lambda base_id, table: self.list_records(base_id, table, _list_body()),
+        )
+        route(
+            "/v0/<base_id>/<table>",
+            ["POST", "PATCH", "PUT"],
+            lambda base_id, table: self.write_records(base_id, table, request.method, _body()),
+            save=True,
+        )
+        route(
+            "/v0/<base_id>/<table>",
+            ["DELETE"],
+            lambda base_id, table: {
+                "records": self.delete_records(
+                    base_id, table, request.args.getlist("records[]") or request.args.getlist("records")
+                )
+            },
+            save=True,
+        )
         route("/v0/<base_id>/<table>/<record_id>", ["GET"], self.get_record)
-        route("/v0/<base_id>/<table>/<record_id>", ["PATCH", "PUT"],
-              lambda base_id, table, record_id: self.write_records(
-                  base_id, table, request.method, _body(), record_id), save=True)
-        route("/v0/<base_id>/<table>/<record_id>", ["DELETE"],
-              lambda base_id, table, record_id: self.delete_records(base_id, table, [record_id])[0],
-              save=True)
+        route(
+            "/v0/<base_id>/<table>/<record_id>",
+            ["PATCH", "PUT"],
+            lambda base_id, table, record_id: self.write_records(base_id, table, request.method, _body(), record_id),
+            save=True,
+        )
+        route(
+            "/v0/<base_id>/<table>/<record_id>",
+            ["DELETE"],
+            lambda base_id, table, record_id: self.delete_records(base_id, table, [record_id])[0],
+            save=True,
+        )
 
         hooks = "/v0/bases/<base_id>/webhooks"
         route(hooks, ["GET"], self.list_hooks)
         route(hooks, ["POST"], lambda base_id: self.create_hook(base_id, _body()), save=True)
         route(f"{hooks}/<hook_id>", ["DELETE"], self.delete_hook, save=True)
         route(f"{hooks}/<hook_id>/refresh", ["POST"], self.refresh_hook, save=True)
-        route(f"{hooks}/<hook_id>/enableNotifications", ["POST"],
-              lambda base_id, hook_id: self.enable_hook(base_id, hook_id, _body()), save=True)
-        route(f"{hooks}/<hook_id>/payloads", ["GET"], lambda base_id, hook_id: self.list_payloads(
-            base_id, hook_id, request.args.get("cursor"), request.args.get("limit")), save=True)
+        route(
+            f"{hooks}/<hook_id>/enableNotifications",
+            ["POST"],
+            lambda base_id, hook_id: self.enable_hook(base_id, hook_id, _body()),
+            save=True,
+        )
+        route(
+            f"{hooks}/<hook_id>/payloads",
+            ["GET"],
+            lambda base_id, hook_id: self.list_payloads(
+                base_id, hook_id, request.args.get("cursor"), request.args.get("limit")
+            ),
+            save=True,
+        )
 
     def get_record(self, base_id: str, table: str, record_id: str) -> dict[str, Any]:
         t = self.table(base_id, table)
@@ -218,8 +280,9 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
     def table_schema(t: dict[str, Any], visible: bool = False) -> dict[str, Any]:
         keys = ("id", "name", "description", "primaryFieldId", "fields")
         out = {k: t[k] for k in keys if k in t}
-        out["views"] = [dict(v, visibleFieldIds=[f["id"] for f in t["fields"]]) if visible else dict(v)
-                        for v in t["views"]]
+        out["views"] = [
+            dict(v, visibleFieldIds=[f["id"] for f in t["fields"]]) if visible else dict(v) for v in t["views"]
+        ]
         return out
 
     def schema(self, base_id: str) -> dict[str, Any]:
@@ -248,9 +311,16 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
             raise not_unique()
         if fields[0]["type"] in NOT_PRIMARY:
             raise invalid(f"a {fields[0]['type']} field cannot be the primary field")
-        table = {"id": new_id("tbl"), "name": name, "primaryFieldId": fields[0]["id"], "fields": fields,
-                 "views": [{"id": new_id("viw"), "name": "Grid view", "type": "grid"}], "base": base_id,
-                 "records": {}, "seq": 0}
+        table = {
+            "id": new_id("tbl"),
+            "name": name,
+            "primaryFieldId": fields[0]["id"],
+            "fields": fields,
+            "views": [{"id": new_id("viw"), "name": "Grid view", "type": "grid"}],
+            "base": base_id,
+            "records": {},
+            "seq": 0,
+        }
         if isinstance(body.get("description"), str) and body["description"]:
             table["description"] = body["description"]
         self.state["tables"][table["id"]] = table
@@ -284,8 +354,11 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
             raise invalid("a field's type cannot be changed")
         if "name" in body:
             name = body["name"]
-            if not isinstance(name, str) or not name.strip() or any(
-                    f is not field and f["name"].lower() == name.strip().lower() for f in t["fields"]):
+            if (
+                not isinstance(name, str)
+                or not name.strip()
+                or any(f is not field and f["name"].lower() == name.strip().lower() for f in t["fields"])
+            ):
                 raise not_unique()
             field["name"] = name.strip()
         if isinstance(body.get("description"), str):
@@ -294,8 +367,9 @@ class AirtableStandIn(RecordOps, HookOps, StandIn):
             selects = ("singleSelect", "multipleSelects")
             if field["type"] not in selects or not isinstance(body["options"], dict):
                 raise invalid(f"options of a {field['type']} field cannot be updated here")
-            field["options"]["choices"] = choices(body["options"].get("choices"), field["name"],
-                                                  field["options"]["choices"])
+            field["options"]["choices"] = choices(
+                body["options"].get("choices"), field["name"], field["options"]["choices"]
+            )
         return field
 
 
@@ -307,8 +381,7 @@ def _body() -> Any:
 def _query() -> dict[str, Any]:
     """List parameters from a query string (``fields[]=``, ``sort[0][field]=``, ...)."""
     args = request.args
-    names = ("pageSize", "maxRecords", "offset", "filterByFormula", "view", "cellFormat", "timeZone",
-             "userLocale")
+    names = ("pageSize", "maxRecords", "offset", "filterByFormula", "view", "cellFormat", "timeZone", "userLocale")
     q: dict[str, Any] = {k: args.get(k) for k in names}
     q["returnFieldsByFieldId"] = args.get("returnFieldsByFieldId") in ("1", "true", "True")
     if "fields[]" in args or "fields" in args:

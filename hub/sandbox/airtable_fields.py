@@ -20,11 +20,29 @@ from hub.sandbox.common import new_id
 TEXT_TYPES = frozenset({"singleLineText", "multilineText", "richText", "email", "url", "phoneNumber"})
 NUMBER_TYPES = frozenset({"number", "currency", "percent"})
 TIME_TYPES = frozenset({"createdTime", "lastModifiedTime"})
-CREATABLE = TEXT_TYPES | NUMBER_TYPES | TIME_TYPES | {
-    "checkbox", "date", "dateTime", "singleSelect", "multipleSelects", "multipleRecordLinks",
+CREATABLE = (
+    TEXT_TYPES
+    | NUMBER_TYPES
+    | TIME_TYPES
+    | {
+        "checkbox",
+        "date",
+        "dateTime",
+        "singleSelect",
+        "multipleSelects",
+        "multipleRecordLinks",
+    }
+)
+COMPUTED = TIME_TYPES | {
+    "autoNumber",
+    "formula",
+    "rollup",
+    "count",
+    "multipleLookupValues",
+    "createdBy",
+    "lastModifiedBy",
+    "button",
 }
-COMPUTED = TIME_TYPES | {"autoNumber", "formula", "rollup", "count", "multipleLookupValues", "createdBy",
-                         "lastModifiedBy", "button"}
 NOT_PRIMARY = frozenset({"checkbox", "singleSelect", "multipleSelects", "multipleRecordLinks"})
 
 DATE_FORMATS = {"local": "l", "friendly": "LL", "us": "M/D/YYYY", "european": "D/M/YYYY", "iso": "YYYY-MM-DD"}
@@ -46,7 +64,8 @@ class AirtableError(Exception):
 
 def invalid_options(field_name: str, detail: str) -> AirtableError:
     return AirtableError(
-        422, "INVALID_FIELD_TYPE_OPTIONS_FOR_CREATE",
+        422,
+        "INVALID_FIELD_TYPE_OPTIONS_FOR_CREATE",
         f"Invalid options for {field_name}: Failed schema validation: {detail}",
     )
 
@@ -66,11 +85,14 @@ def _time_zone(name: str, options: dict[str, Any]) -> str:
 
 
 def datetime_result() -> dict[str, Any]:
-    return {"type": "dateTime", "options": {
-        "dateFormat": {"name": "iso", "format": "YYYY-MM-DD"},
-        "timeFormat": {"name": "24hour", "format": "HH:mm"},
-        "timeZone": "utc",
-    }}
+    return {
+        "type": "dateTime",
+        "options": {
+            "dateFormat": {"name": "iso", "format": "YYYY-MM-DD"},
+            "timeFormat": {"name": "24hour", "format": "HH:mm"},
+            "timeZone": "utc",
+        },
+    }
 
 
 def choices(raw: Any, name: str, existing: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -193,13 +215,17 @@ def _checkbox(field: dict[str, Any], value: Any, typecast: bool) -> bool:
 
 
 def write_cell(
-    field: dict[str, Any], value: Any, typecast: bool, record_exists: Callable[[str, str], bool],
+    field: dict[str, Any],
+    value: Any,
+    typecast: bool,
+    record_exists: Callable[[str, str], bool],
 ) -> tuple[Any, list[str]]:
     """The stored form of ``value`` (``None`` clears the cell) and select options to create."""
     type_ = field["type"]
     if type_ in COMPUTED:
         raise AirtableError(
-            422, "INVALID_VALUE_FOR_COLUMN",
+            422,
+            "INVALID_VALUE_FOR_COLUMN",
             f'Field "{field["name"]}" cannot accept a value because the field is computed',
         )
     if value is None:
@@ -254,7 +280,8 @@ def _pick(field: dict[str, Any], names: list[str], typecast: bool) -> list[str]:
     missing = _missing(field, names)
     if missing and not typecast:
         raise AirtableError(
-            422, "INVALID_MULTIPLE_CHOICE_OPTIONS",
+            422,
+            "INVALID_MULTIPLE_CHOICE_OPTIONS",
             f'Insufficient permissions to create new select option ""{missing[0]}""',
         )
     return names

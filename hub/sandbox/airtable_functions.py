@@ -23,6 +23,7 @@ class _ErrorValue:
 
 ERROR = _ErrorValue()
 
+
 def truthy(value: Any) -> bool:
     """Airtable keeps a record unless the result is 0, false, "", NaN, [] or an error."""
     if value is None or value is ERROR:
@@ -106,7 +107,12 @@ def compare(op: str, left: Any, right: Any) -> bool | _ErrorValue:
     else:
         a, b = to_text(left), to_text(right)  # type: ignore[assignment]
     return {
-        "=": a == b, "!=": a != b, "<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b,  # type: ignore[operator]
+        "=": a == b,
+        "!=": a != b,
+        "<": a < b,
+        ">": a > b,
+        "<=": a <= b,
+        ">=": a >= b,  # type: ignore[operator]
     }[op]
 
 
@@ -123,7 +129,6 @@ def arith(op: str, left: Any, right: Any) -> Any:
     if b == 0:
         return math.nan if a == 0 else math.copysign(math.inf, a)  # type: ignore[arg-type]
     return a / b  # type: ignore[operator]
-
 
 
 def _date_unit(unit: Any) -> str:
@@ -240,7 +245,13 @@ EAGER: dict[str, tuple[int, int | None, Callable[..., Any]]] = {
 # Context functions (evaluated by the formula module) need the row; AND/OR/IF/SWITCH
 # short-circuit on lazy arguments.
 CONTEXT: dict[str, tuple[int, int | None]] = {
-    "RECORD_ID": (0, 0), "CREATED_TIME": (0, 0), "LAST_MODIFIED_TIME": (0, None), "NOW": (0, 0),
+    "RECORD_ID": (0, 0),
+    "CREATED_TIME": (0, 0),
+    "LAST_MODIFIED_TIME": (0, None),
+    "NOW": (0, 0),
     "TODAY": (0, 0),
-    "AND": (1, None), "OR": (1, None), "IF": (2, 3), "SWITCH": (2, None),
+    "AND": (1, None),
+    "OR": (1, None),
+    "IF": (2, 3),
+    "SWITCH": (2, None),
 }

@@ -79,10 +79,15 @@ class HookOps:
         if not set(filters.get("changeTypes") or []) <= CHANGE_TYPES:
             raise _bad_spec(f"filters.changeTypes must be a subset of {sorted(CHANGE_TYPES)}")
         hook = {
-            "id": new_id("ach"), "base": base_id, "notificationUrl": url, "specification": spec,
+            "id": new_id("ach"),
+            "base": base_id,
+            "notificationUrl": url,
+            "specification": spec,
             "secret": base64.b64encode(secrets.token_bytes(32)).decode("ascii"),
             "expirationTime": iso_datetime(datetime.now(UTC) + LIFETIME),
-            "areNotificationsEnabled": True, "payloads": [], "firstCursor": 1,
+            "areNotificationsEnabled": True,
+            "payloads": [],
+            "firstCursor": 1,
         }
         self.state["webhooks"][hook["id"]] = hook
         return {"id": hook["id"], "macSecretBase64": hook["secret"], "expirationTime": hook["expirationTime"]}
@@ -93,12 +98,22 @@ class HookOps:
         return expires is None or expires > datetime.now(UTC)
 
     def list_hooks(self, base_id: str) -> dict[str, Any]:
-        return {"webhooks": [{
-            "id": h["id"], "specification": h["specification"], "notificationUrl": h["notificationUrl"],
-            "cursorForNextPayload": h["firstCursor"] + len(h["payloads"]), "isHookEnabled": self._enabled(h),
-            "areNotificationsEnabled": h["areNotificationsEnabled"], "expirationTime": h["expirationTime"],
-            "lastSuccessfulNotificationTime": None, "lastNotificationResult": None,
-        } for h in self._hooks(base_id).values()]}
+        return {
+            "webhooks": [
+                {
+                    "id": h["id"],
+                    "specification": h["specification"],
+                    "notificationUrl": h["notificationUrl"],
+                    "cursorForNextPayload": h["firstCursor"] + len(h["payloads"]),
+                    "isHookEnabled": self._enabled(h),
+                    "areNotificationsEnabled": h["areNotificationsEnabled"],
+                    "expirationTime": h["expirationTime"],
+                    "lastSuccessfulNotificationTime": None,
+                    "lastNotificationResult": None,
+                }
+                for h in self._hooks(base_id).values()
+            ]
+        }
 
     def delete_hook(self, base_id: str, hook_id: str) -> dict[str, Any]:
         self._hook(base_id, hook_id)
@@ -125,8 +140,11 @@ class HookOps:
         except ValueError:
             start = size = 0
         if start < 1 or not 1 <= size <= MAX_PAGE:
-            raise AirtableError(422, "INVALID_REQUEST_UNKNOWN",
-                                f"Invalid request: cursor must be an integer ≥ 1 and limit 1..{MAX_PAGE}")
+            raise AirtableError(
+                422,
+                "INVALID_REQUEST_UNKNOWN",
+                f"Invalid request: cursor must be an integer ≥ 1 and limit 1..{MAX_PAGE}",
+            )
         first, payloads = hook["firstCursor"], hook["payloads"]
         start = max(start, first)
         page = payloads[start - first : start - first + size]
@@ -146,11 +164,15 @@ class HookOps:
             delta = self._filtered(hook, table, changes)
             if delta is None or not self._enabled(hook):
                 continue
-            hook["payloads"].append({
-                "timestamp": now, "baseTransactionNumber": base["transactions"], "payloadFormat": "v0",
-                "actionMetadata": {"source": "publicApi", "sourceMetadata": {"user": self.user}},
-                "changedTablesById": {table["id"]: delta},
-            })
+            hook["payloads"].append(
+                {
+                    "timestamp": now,
+                    "baseTransactionNumber": base["transactions"],
+                    "payloadFormat": "v0",
+                    "actionMetadata": {"source": "publicApi", "sourceMetadata": {"user": self.user}},
+                    "changedTablesById": {table["id"]: delta},
+                }
+            )
             excess = len(hook["payloads"]) - self.max_payloads
             if excess > 0:
                 del hook["payloads"][:excess]

@@ -35,7 +35,8 @@ Table = dict[str, Any]
 
 def not_found_model() -> AirtableError:
     return AirtableError(
-        403, "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
+        403,
+        "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND",
         "Invalid permissions, or the requested model was not found. Check that both your user and your token "
         "have the required permissions, and that the model names and/or ids are correct.",
     )
@@ -51,7 +52,8 @@ def unknown_field(name: str) -> AirtableError:
 
 def bad_request(detail: str) -> AirtableError:
     return AirtableError(
-        422, "INVALID_REQUEST_UNKNOWN",
+        422,
+        "INVALID_REQUEST_UNKNOWN",
         f"Invalid request: parameter validation failed. Check your request data. ({detail})",
     )
 
@@ -109,7 +111,12 @@ class RecordOps:
         return rec["cells"].get(f["id"])
 
     def render(
-        self, table: Table, rec_id: str, *, by_id: bool = False, only: set[str] | None = None,
+        self,
+        table: Table,
+        rec_id: str,
+        *,
+        by_id: bool = False,
+        only: set[str] | None = None,
         as_string: bool = False,
     ) -> dict[str, Any]:
         rec = table["records"][rec_id]
@@ -128,7 +135,9 @@ class RecordOps:
         for f in table["fields"]:
             values[f["name"]] = values[f["id"]] = formula_value(f, self.cell(table, rec, f))
         return RowContext(
-            values=values, record_id=rec_id, created=parse_when(rec["createdTime"]) or datetime.now(UTC),
+            values=values,
+            record_id=rec_id,
+            created=parse_when(rec["createdTime"]) or datetime.now(UTC),
             modified=lambda names: parse_when(self.modified_at(table, rec, names)),  # type: ignore[arg-type,return-value]
             now=datetime.now(UTC),
         )
@@ -152,8 +161,9 @@ class RecordOps:
         else:
             ids, start = self._query(table, q), 0
         page = [i for i in ids[start : start + page_size] if i in table["records"]]
-        out: dict[str, Any] = {"records": [self.render(table, i, by_id=by_id, only=only, as_string=as_string)
-                                           for i in page]}
+        out: dict[str, Any] = {
+            "records": [self.render(table, i, by_id=by_id, only=only, as_string=as_string) for i in page]
+        }
         if "commentCount" in (q.get("recordMetadata") or []):
             for r in out["records"]:
                 r["commentCount"] = 0
@@ -183,8 +193,9 @@ class RecordOps:
             direction = spec.get("direction", "asc")
             if direction not in ("asc", "desc"):
                 raise bad_request(f"sort direction must be asc or desc, got {direction!r}")
-            ids.sort(key=lambda i, f=f: _sort_key(self.cell(table, table["records"][i], f)),
-                     reverse=direction == "desc")
+            ids.sort(
+                key=lambda i, f=f: _sort_key(self.cell(table, table["records"][i], f)), reverse=direction == "desc"
+            )
         limit = q.get("maxRecords")
         if limit is not None:
             ids = ids[: _int_param(limit, "maxRecords", 0, None, 0)]
@@ -204,7 +215,8 @@ class RecordOps:
         entry = self._iterators.get(token)
         if entry is None or time.monotonic() - entry[1] > ITERATOR_TTL or rec_id not in entry[0]:
             raise AirtableError(
-                422, "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
+                422,
+                "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
                 "Iteration timed out or the offset is unknown. Please restart the iteration.",
             )
         return entry[0], entry[0].index(rec_id)
@@ -225,8 +237,9 @@ class RecordOps:
                 new_choices.setdefault(f["id"], []).extend(missing)
         return cells, new_choices
 
-    def write_records(self, base_id: str, table_key: str, method: str, body: Any,
-                      record_id: str | None = None) -> dict[str, Any]:
+    def write_records(
+        self, base_id: str, table_key: str, method: str, body: Any, record_id: str | None = None
+    ) -> dict[str, Any]:
         """POST (create), PATCH/PUT (update, ``performUpsert``) on the table or one record."""
         table = self.table(base_id, table_key)
         if not isinstance(body, dict):
@@ -243,8 +256,10 @@ class RecordOps:
             if method == "POST" and count > MAX_BATCH:
                 msg = f"A maximum of 10 records can be created per request but you have provided {count}."
             else:
-                msg = ('You must provide an array of up to 10 record objects, each with an "id" ID field '
-                       'and a "fields" object for cell values.')
+                msg = (
+                    'You must provide an array of up to 10 record objects, each with an "id" ID field '
+                    'and a "fields" object for cell values.'
+                )
             raise AirtableError(422, "INVALID_RECORDS", msg)
         merge = self._merge_fields(table, body.get("performUpsert"), method, single)
         plans: list[tuple[str | None, dict[str, Any]]] = []
@@ -269,8 +284,9 @@ class RecordOps:
             plans.append((target, cells))
         for fid, names in choices.items():
             add_choices(self.field(table, fid), names)
-        return self._apply(base_id, table, plans, method == "PUT", single, merge is not None,
-                           bool(body.get("returnFieldsByFieldId")))
+        return self._apply(
+            base_id, table, plans, method == "PUT", single, merge is not None, bool(body.get("returnFieldsByFieldId"))
+        )
 
     def _merge_fields(self, table: Table, upsert: Any, method: str, single: bool) -> list[str] | None:
         if upsert is None:
@@ -291,8 +307,9 @@ class RecordOps:
             index.setdefault(tuple(_comparable(rec["cells"].get(fid)) for fid in merge), []).append(rid)
         return index
 
-    def _match(self, table: Table, merge: list[str], cells: dict[str, Any], n: int,
-               index: dict[tuple[Any, ...], list[str]]) -> str:
+    def _match(
+        self, table: Table, merge: list[str], cells: dict[str, Any], n: int, index: dict[tuple[Any, ...], list[str]]
+    ) -> str:
         """The existing record an upsert updates, or a placeholder for one this request creates
         (a later record of the same request with the same key then updates it)."""
         if any(fid not in cells for fid in merge):
@@ -309,8 +326,16 @@ class RecordOps:
             hits.append(f"new:{n}")
         return hits[0]
 
-    def _apply(self, base_id: str, table: Table, plans: list[tuple[str | None, dict[str, Any]]],
-               replace: bool, single: bool, upsert: bool, by_id: bool) -> dict[str, Any]:
+    def _apply(
+        self,
+        base_id: str,
+        table: Table,
+        plans: list[tuple[str | None, dict[str, Any]]],
+        replace: bool,
+        single: bool,
+        upsert: bool,
+        by_id: bool,
+    ) -> dict[str, Any]:
         now = iso_now()
         created: dict[str, Any] = {}
         changed: dict[str, Any] = {}
@@ -350,11 +375,18 @@ class RecordOps:
                         entry["current"][fid] = rec["cells"].get(fid)
                         entry["previous"].setdefault(fid, before.get(fid))
             order.append(target)
-        self.emit_changes(base_id, table, {
-            "created": {rid: {"createdTime": now, "cellValuesByFieldId": dict(table["records"][rid]["cells"])}
-                        for rid in created},
-            "changed": changed, "destroyed": [],
-        })
+        self.emit_changes(
+            base_id,
+            table,
+            {
+                "created": {
+                    rid: {"createdTime": now, "cellValuesByFieldId": dict(table["records"][rid]["cells"])}
+                    for rid in created
+                },
+                "changed": changed,
+                "destroyed": [],
+            },
+        )
         records = [self.render(table, rid, by_id=by_id) for rid in order]
         if single:
             return records[0]
@@ -367,9 +399,7 @@ class RecordOps:
     def delete_records(self, base_id: str, table_key: str, ids: list[str]) -> list[dict[str, Any]]:
         table = self.table(base_id, table_key)
         if not ids or len(ids) > MAX_BATCH:
-            raise AirtableError(
-                422, "INVALID_RECORDS", "You must provide an array of up to 10 record ids to delete."
-            )
+            raise AirtableError(422, "INVALID_RECORDS", "You must provide an array of up to 10 record ids to delete.")
         if any(i not in table["records"] for i in ids):
             raise record_not_found()
         for i in ids:

@@ -58,9 +58,7 @@ def _dpkg_launcher() -> Path | None:
     if dpkg is None:
         return None
     try:
-        out = subprocess.run(
-            [dpkg, "-L", PACKAGE], capture_output=True, text=True, timeout=20, check=False
-        ).stdout
+        out = subprocess.run([dpkg, "-L", PACKAGE], capture_output=True, text=True, timeout=20, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     for line in out.splitlines():
@@ -77,9 +75,7 @@ def find_emulator(env: Mapping[str, str] | None = None) -> Path:
     if override:
         path = Path(override)
         if not path.is_file():
-            raise EmulatorMissing(
-                f"{ENV_BIN}={override!r} is not a file (unset it to use the {PACKAGE} package)"
-            )
+            raise EmulatorMissing(f"{ENV_BIN}={override!r} is not a file (unset it to use the {PACKAGE} package)")
         return path
     found = _dpkg_launcher()
     if found is not None:
@@ -316,8 +312,9 @@ class FirestoreEmulator:
         assert self.data_dir is not None
         final = self.data_dir / SNAPSHOT
         # A finished export first (newest first), then the previous snapshot set aside for it.
-        leftovers = sorted(self.data_dir.glob(f"{SNAPSHOT}-*"),
-                           key=lambda p: (p.name.endswith(".old"), -p.stat().st_mtime))
+        leftovers = sorted(
+            self.data_dir.glob(f"{SNAPSHOT}-*"), key=lambda p: (p.name.endswith(".old"), -p.stat().st_mtime)
+        )
         for leftover in leftovers:
             if not final.exists() and (leftover / f"{SNAPSHOT}.overall_export_metadata").is_file():
                 leftover.rename(final)

@@ -177,11 +177,7 @@ class HubSpotStandIn(StandIn):
         g.hs_principal = principal
         if self.window.hit(principal):
             return self._rate_limited("TEN_SECONDLY_ROLLING")
-        if (
-            request.method == "POST"
-            and request.path.endswith("/search")
-            and self.search_window.hit(principal)
-        ):
+        if request.method == "POST" and request.path.endswith("/search") and self.search_window.hit(principal):
             return self._rate_limited("SECONDLY")
         with self._daily_lock:
             day_key = f"{principal}:{datetime.now(UTC).date()}"
@@ -191,9 +187,7 @@ class HubSpotStandIn(StandIn):
         return None
 
     def _rate_limited(self, policy: str) -> Response:
-        label = {"TEN_SECONDLY_ROLLING": "ten_secondly_rolling", "SECONDLY": "secondly", "DAILY": "daily"}[
-            policy
-        ]
+        label = {"TEN_SECONDLY_ROLLING": "ten_secondly_rolling", "SECONDLY": "secondly", "DAILY": "daily"}[policy]
         body = {
             "status": "error",
             "message": f"You have reached your {label} limit.",

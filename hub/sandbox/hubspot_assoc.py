@@ -66,9 +66,7 @@ def unlink_all(hs: HubSpotStandIn, t: str, oid: str) -> None:
 def _spec_ids(t: str, to_t: str | None, specs: Any) -> tuple[str, list[int]]:
     """(target type, type ids) of a list of ``{associationCategory, associationTypeId}``."""
     if not isinstance(specs, list) or not specs:
-        raise ApiError(
-            400, "Invalid input JSON: association types must be a non-empty list", subCategory=_INVALID
-        )
+        raise ApiError(400, "Invalid input JSON: association types must be a non-empty list", subCategory=_INVALID)
     ids, target = [], to_t
     for spec in specs:
         tid = spec.get("associationTypeId") if isinstance(spec, dict) else None
@@ -95,9 +93,7 @@ def _spec_ids(t: str, to_t: str | None, specs: Any) -> tuple[str, list[int]]:
 
 def check_input(hs: HubSpotStandIn, t: str, link: Any) -> None:
     """Validate one ``associations`` entry of a create body before anything is written."""
-    to_id = (
-        link.get("to", {}).get("id") if isinstance(link, dict) and isinstance(link.get("to"), dict) else None
-    )
+    to_id = link.get("to", {}).get("id") if isinstance(link, dict) and isinstance(link.get("to"), dict) else None
     if to_id is None:
         raise ApiError(400, "Invalid input JSON: each association needs to.id and types")
     to_t, _ = _spec_ids(t, None, link.get("types"))
@@ -117,9 +113,7 @@ def v3_view(hs: HubSpotStandIn, t: str, oid: str, to_types: list[str]) -> dict[s
         except ApiError:
             continue  # unknown association names are ignored, as documented
         targets = _peek(hs, t, oid).get(to_t, {})
-        results = [
-            {"id": to_id, "type": association_name(tid)} for to_id, ids in targets.items() for tid in ids
-        ]
+        results = [{"id": to_id, "type": association_name(tid)} for to_id, ids in targets.items() for tid in ids]
         if results:
             out[to_t] = {"results": results}
     return out
@@ -208,10 +202,7 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
             for item in _inputs(hs):
                 targets = _peek(hs, t, str(item.get("id"))).get(to_t, {})
                 if targets:
-                    to = [
-                        {"toObjectId": int(k), "associationTypes": _typed(v)}
-                        for k, v in sorted(targets.items())
-                    ]
+                    to = [{"toObjectId": int(k), "associationTypes": _typed(v)} for k, v in sorted(targets.items())]
                     results.append({"from": {"id": str(item.get("id"))}, "to": to})
         return _batch(hs, results)
 

@@ -115,9 +115,7 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
                 if rec is None:
                     missing.append(key)
                     continue
-                found.append(
-                    (item, rec, check(hs, ot, item.get("properties", {}), rec["properties"], problems))
-                )
+                found.append((item, rec, check(hs, ot, item.get("properties", {}), rec["properties"], problems)))
             raise_problems(hs, problems)
             taken: dict[tuple[str, str], str] = {}
             for _, rec, values in found:
@@ -141,9 +139,7 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
                     raise ApiError(400, "idProperty is required for each input of a batch upsert")
                 rec = find_unique(hs, ot.name, id_prop, str(item.get("id", "")))
                 props = {**(item.get("properties") or {}), id_prop: item.get("id")}
-                planned.append(
-                    (item, rec, check(hs, ot, props, rec["properties"] if rec else None, problems))
-                )
+                planned.append((item, rec, check(hs, ot, props, rec["properties"] if rec else None, problems)))
             raise_problems(hs, problems)
             taken: dict[tuple[str, str], str] = {}
             for _, rec, values in planned:

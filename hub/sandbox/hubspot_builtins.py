@@ -31,9 +31,7 @@ LIFECYCLE = (
 )
 
 
-def _p(
-    name: str, ptype: str = "string", options: tuple[str, ...] = (), field_type: str = ""
-) -> dict[str, Any]:
+def _p(name: str, ptype: str = "string", options: tuple[str, ...] = (), field_type: str = "") -> dict[str, Any]:
     label = name.replace("hs_", "").replace("_", " ").capitalize()
     if ptype == "bool":
         options = ("true", "false")
@@ -283,7 +281,5 @@ def default_pipelines() -> dict[str, dict[str, dict[str, Any]]]:
                 "stages": deals,
             }
         },
-        "tickets": {
-            "0": {**base, "id": "0", "label": "Support Pipeline", "displayOrder": 0, "stages": tickets}
-        },
+        "tickets": {"0": {**base, "id": "0", "label": "Support Pipeline", "displayOrder": 0, "stages": tickets}},
     }

@@ -213,9 +213,7 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
             for old in hooks["subscriptions"].values():
                 if old["eventType"] == sub["eventType"] and old.get("propertyName") == sub["propertyName"]:
                     what = f"{sub['eventType']} {sub['propertyName'] or ''}".strip()
-                    raise ApiError(
-                        409, f"A subscription for {what} already exists (id {old['id']})", "CONFLICT"
-                    )
+                    raise ApiError(409, f"A subscription for {what} already exists (id {old['id']})", "CONFLICT")
             sub["id"] = str(hooks["next_subscription"])
             hooks["next_subscription"] += 1
             hooks["subscriptions"][sub["id"]] = sub

@@ -52,9 +52,7 @@ def _options(raw: Any, ptype: str) -> list[dict[str, Any]]:
         if ptype == "enumeration":
             raise ApiError(400, "options are required for an enumeration property")
         return []
-    if not isinstance(raw, list) or not all(
-        isinstance(o, dict) and o.get("value") not in (None, "") for o in raw
-    ):
+    if not isinstance(raw, list) or not all(isinstance(o, dict) and o.get("value") not in (None, "") for o in raw):
         raise ApiError(400, "options must be a list of {label, value} objects with non-empty values")
     return [{"label": str(o.get("label", o["value"])), "value": str(o["value"]),
              "hidden": bool(o.get("hidden", False)), "displayOrder": int(o.get("displayOrder", i)),
@@ -67,8 +65,7 @@ def create_property(hs: HubSpotStandIn, t: str, data: dict[str, Any]) -> dict[st
     if not isinstance(name, str) or not _NAME.match(name):
         raise ApiError(
             400,
-            f"Invalid property name {name!r}: use lowercase letters, digits and underscores, "
-            "starting with a letter",
+            f"Invalid property name {name!r}: use lowercase letters, digits and underscores, starting with a letter",
         )
     if not data.get("label"):
         raise ApiError(400, f"label is required for property {name}")
@@ -87,9 +84,7 @@ def create_property(hs: HubSpotStandIn, t: str, data: dict[str, Any]) -> dict[st
         raise ApiError(400, f"Property group {group!r} does not exist for {t}")
     unique = bool(data.get("hasUniqueValue", False))
     if unique and ptype not in ("string", "number"):
-        raise ApiError(
-            400, f"hasUniqueValue is only allowed on string and number properties, not {ptype} ({name})"
-        )
+        raise ApiError(400, f"hasUniqueValue is only allowed on string and number properties, not {ptype} ({name})")
     now = iso_ms(hs.now_ms())
     prop = {
         "name": name, "label": str(data["label"]), "type": ptype, "fieldType": field_type, "groupName": group,
@@ -110,18 +105,14 @@ def _stage_input(hs: HubSpotStandIn, t: str, raw: Any, order: int) -> dict[str, 
         raise ApiError(400, "each stage needs a label")
     meta = {k: str(v) for k, v in (raw.get("metadata") or {}).items()}
     if t == "tickets" and meta.get("ticketState") not in ("OPEN", "CLOSED"):
-        raise ApiError(
-            400, f"stage {raw['label']!r}: metadata.ticketState must be OPEN or CLOSED for ticket stages"
-        )
+        raise ApiError(400, f"stage {raw['label']!r}: metadata.ticketState must be OPEN or CLOSED for ticket stages")
     if t == "deals":
         try:
             ok = 0.0 <= float(meta.get("probability", "")) <= 1.0
         except ValueError:
             ok = False
         if not ok:
-            raise ApiError(
-                400, f"stage {raw['label']!r}: metadata.probability must be a number from 0.0 to 1.0"
-            )
+            raise ApiError(400, f"stage {raw['label']!r}: metadata.probability must be a number from 0.0 to 1.0")
     now = iso_ms(hs.now_ms())
     order = int(raw.get("displayOrder", order))
     return {"id": hs.new_id(), "label": str(raw["label"]), "displayOrder": order,

@@ -96,9 +96,7 @@ def check(
     if current is None:
         for name in REQUIRED_ON_CREATE.get(ot.name, ()):
             if not merged.get(name):
-                problems.append(
-                    problem(name, "REQUIRED", f"{name} is required when creating a {ot.singular}")
-                )
+                problems.append(problem(name, "REQUIRED", f"{name} is required when creating a {ot.singular}"))
     if ot.name in PIPELINE_PROPS:
         _check_stage(hs, ot.name, merged, out, problems)
     return out
@@ -135,8 +133,7 @@ def _check_stage(
             problem(
                 stage_prop,
                 "INVALID_OPTION",
-                f"{stage} was not one of the allowed options: "
-                f"[{', '.join(stages)}] (stages of pipeline {pipe})",
+                f"{stage} was not one of the allowed options: [{', '.join(stages)}] (stages of pipeline {pipe})",
             )
         )
 
@@ -161,9 +158,7 @@ def check_unique(
         if owner is not None and owner != oid:
             if prop == "email":
                 raise ApiError(409, f"Contact already exists. Existing ID: {owner}", "CONFLICT")
-            raise ApiError(
-                409, f"A {ot.singular} with {prop}={value} already exists. Existing ID: {owner}", "CONFLICT"
-            )
+            raise ApiError(409, f"A {ot.singular} with {prop}={value} already exists. Existing ID: {owner}", "CONFLICT")
         taken[key] = oid or "(this batch)"
 
 
@@ -325,11 +320,7 @@ def register(hs: HubSpotStandIn, app: Flask) -> None:
         )
         with hs.lock:
             recs = sorted(
-                (
-                    r
-                    for r in store(hs, ot.name).values()
-                    if r["archived"] == archived and int(r["id"]) >= after
-                ),
+                (r for r in store(hs, ot.name).values() if r["archived"] == archived and int(r["id"]) >= after),
                 key=lambda r: int(r["id"]),
             )
             page = [render(hs, ot, r, props, with_assoc=links) for r in recs[:limit]]

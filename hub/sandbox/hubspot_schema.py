@@ -198,14 +198,10 @@ def coerce(obj_type: str, prop: dict[str, Any], raw: Any) -> tuple[str | None, d
     if ptype in ("date", "datetime"):
         ms = to_ms(text)
         if ms is None:
-            return None, problem(
-                name, "INVALID_DATE", f"{text} is not a valid date or epoch millisecond value."
-            )
+            return None, problem(name, "INVALID_DATE", f"{text} is not a valid date or epoch millisecond value.")
         if ptype == "date":
             if ms % 86_400_000:
-                return None, problem(
-                    name, "INVALID_DATE", f"{text} is not midnight UTC, as a date property requires."
-                )
+                return None, problem(name, "INVALID_DATE", f"{text} is not midnight UTC, as a date property requires.")
             return iso_ms(ms)[:10], None
         return iso_ms(ms), None
     if ptype == "bool":

@@ -41,9 +41,7 @@ def _typed(spec: dict[str, Any], raw: Any) -> Any:
     if spec["type"] in ("date", "datetime"):
         ms = to_ms(raw)
         if ms is None:
-            raise ApiError(
-                400, f"{raw!r} is not a valid date (epoch milliseconds or ISO 8601) for {spec['name']}"
-            )
+            raise ApiError(400, f"{raw!r} is not a valid date (epoch milliseconds or ISO 8601) for {spec['name']}")
         return ms
     return str(raw).lower()
 
@@ -91,9 +89,7 @@ def _match(spec: dict[str, Any], stored: str | None, f: dict[str, Any]) -> bool:
     return bool({"LT": have < want, "LTE": have <= want, "GT": have > want, "GTE": have >= want}[op])
 
 
-def _checked_groups(
-    data: dict[str, Any], defs: dict[str, dict[str, Any]], ot: ObjectType
-) -> list[list[dict]]:
+def _checked_groups(data: dict[str, Any], defs: dict[str, dict[str, Any]], ot: ObjectType) -> list[list[dict]]:
     groups = data.get("filterGroups") or []
     if not isinstance(groups, list):
         raise ApiError(400, "Invalid input JSON: filterGroups must be a list")
@@ -105,9 +101,7 @@ def _checked_groups(
         if not isinstance(filters, list):
             raise ApiError(400, "Invalid input JSON: each filter group needs a filters list")
         if len(filters) > MAX_FILTERS_PER_GROUP:
-            raise ApiError(
-                400, f"Too many filters in a group: {len(filters)}; the maximum is {MAX_FILTERS_PER_GROUP}"
-            )
+            raise ApiError(400, f"Too many filters in a group: {len(filters)}; the maximum is {MAX_FILTERS_PER_GROUP}")
         for f in filters:
             if not isinstance(f, dict) or f.get("operator") not in OPERATORS:
                 raise ApiError(
@@ -116,9 +110,7 @@ def _checked_groups(
                     f"known: {sorted(OPERATORS)}",
                 )
             if f.get("propertyName") not in defs:
-                raise ApiError(
-                    400, f"Unable to find property {f.get('propertyName')!r} of {ot.name} to filter on"
-                )
+                raise ApiError(400, f"Unable to find property {f.get('propertyName')!r} of {ot.name} to filter on")
         out.append(filters)
     total = sum(len(g) for g in out)
     if total > MAX_FILTERS:

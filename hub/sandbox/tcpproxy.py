@@ -159,8 +159,7 @@ class TcpProxy:
             with self._lock:
                 self._links.add(link)
             for src, dst, up in ((client, server, True), (server, client, False)):
-                t = threading.Thread(target=self._pump, args=(link, src, dst, up), name="tcpproxy-pump",
-                                     daemon=True)
+                t = threading.Thread(target=self._pump, args=(link, src, dst, up), name="tcpproxy-pump", daemon=True)
                 link.threads.append(t)
                 t.start()
 

@@ -73,6 +73,9 @@ def rhub(stack: Stack, aof: RedisServer, tmp_path: Path) -> Iterator[Hub]:
     conn = redis.Redis.from_url(aof.url)
     h = Hub(stack, conn, aof.url, tmp_path)
     yield h
+    from tests.support.workers import stop_all
+
+    stop_all()
     from hub import clock
     from hub.runtime import Runtime
 

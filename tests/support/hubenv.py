@@ -192,6 +192,9 @@ def hub(stack: Stack, redis_conn: redis.Redis, redis_url: str, tmp_path: Path) -
     stack.reset()
     h = Hub(stack, redis_conn, redis_url, tmp_path)
     yield h
+    from tests.support.workers import stop_all
+
+    stop_all()
     Runtime.install(None)
     clock.pin(None)
 

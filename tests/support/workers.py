@@ -14,6 +14,15 @@ from hub import jobs
 from tests.support.hubenv import Hub
 from tests.support.procs import python_env, wait_for
 
+_ALL: list[Workers] = []
+
+
+def stop_all() -> None:
+    """Stop every worker process a test started, whatever happened to the test (no orphans left to
+    pick up another test's jobs)."""
+    while _ALL:
+        _ALL.pop().stop()
+
 
 class Workers:
     """`hub worker` processes on the test's config, clock pinned through HUB_NOW."""
@@ -24,6 +33,7 @@ class Workers:
                               HUB_NOW=now, HUBSPOT_RATE_LIMIT="100000", HUBSPOT_SEARCH_RATE_LIMIT="1000")
         self.procs: list[subprocess.Popen[bytes]] = []
         self.log = open(hub.tmp / "workers.log", "ab")  # noqa: SIM115 - closed in stop()
+        _ALL.append(self)
 
     def start(self, n: int = 1) -> None:
         new = [subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=self.env,

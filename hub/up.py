@@ -1,0 +1,247 @@
+"""``hub up``: the whole hub on this machine with no SaaS account — the embedded default.
+
+Starts a redis-server (AOF on, unless REDIS_URL is given), the four stand-ins, provisions the
+config's tables/properties/merge fields, then runs the Procfile's processes (web, worker, cron,
+listen) as children with the sandbox's settings, registers the webhooks, and prints how to try it.
+The ops channel's messages (`notify`) are printed on this console. Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hub.errors import ConfigError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise ConfigError(f"{what} did not come up within {timeout:.0f}s")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class OpsConsole:
+    """A loopback endpoint standing in for the team's Slack: prints each `notify` message."""
+
+    def __init__(self) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    text = json.loads(raw).get("text", "")
+                except ValueError:
+                    text = raw.decode(errors="replace")
+                click.secho(f"[{self.path.strip('/') or 'ops'}] {text}", fg="yellow")
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        _ = outer
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def _redis(data: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"], None
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise ConfigError("redis-server is not installed: `apt-get install redis-server` (or set REDIS_URL)")
+    port = _free_port()
+    (data / "redis").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data / "redis"),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait(lambda: _port_open(port), "redis-server")
+    return f"redis://127.0.0.1:{port}/0", proc
+
+
+def _secret(data: Path, name: str, *, url_safe: bool = False) -> str:
+    """A webhook secret for this machine, kept in the data directory (never in the repo)."""
+    path = data / "secrets.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if name not in known:
+        known[name] = (
+            secrets.token_urlsafe(24) if url_safe else "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+        )
+        path.write_text(json.dumps(known))
+        path.chmod(0o600)
+    return str(known[name])
+
+
+def run(config_dir: Path, data: Path, port: int, firestore: bool) -> None:
+    from hub.sandbox import runner
+
+    data.mkdir(parents=True, exist_ok=True)
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    redis_url, redis_proc = _redis(data)
+    ops = OpsConsole()
+    box = None
+    try:
+        try:
+            box = runner.start(data_dir=data / "sandbox", firestore=firestore)
+        except ConfigError as exc:
+            if not firestore:
+                raise
+            click.secho(f"note: Firestore emulator not started ({exc}); Firestore mappings will not sync", fg="cyan")
+            box = runner.start(data_dir=data / "sandbox", firestore=False)
+        public = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            **box.env,
+            "REDIS_URL": redis_url,
+            "HUB_CONFIG": str(config_dir.resolve()),
+            "HUB_PUBLIC_URL": public,
+            "HUB_OPS_WEBHOOK_URL": ops.url + "/ops",
+            "MAILCHIMP_WEBHOOK_SECRET": _secret(data, "mailchimp", url_safe=True),
+            "FIRESTORE_RELAY_SECRET": _secret(data, "firestore-relay"),
+        }
+        python = sys.executable
+        check = subprocess.run([python, "-m", "hub.cli", "check"], env=env, capture_output=True, text=True, check=False)
+        click.echo(check.stdout.strip() or check.stderr.strip())
+        subprocess.run([python, "-m", "hub.cli", "provision"], env=env, check=True, stdout=subprocess.DEVNULL)
+        commands = {
+            "web": [
+                python,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "hub.app:create_app()",
+            ],
+            "worker": [python, "-m", "hub.cli", "worker"],
+            "cron": [python, "-m", "rq.cli", "cron", "--url", redis_url, "hub.cron"],
+        }
+        if box.firestore is not None:
+            commands["listen"] = [python, "-m", "hub.cli", "listen"]
+        for name, cmd in commands.items():
+            children.append((name, subprocess.Popen(cmd, env=env)))
+        _wait(lambda: _port_open(port), "the web app")
+        setup = subprocess.run(
+            [python, "-m", "hub.cli", "webhooks", "setup", "--public-url", public],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if setup.returncode != 0:
+            click.secho(f"webhook setup reported a problem:\n{setup.stderr.strip()[-2000:]}", fg="red")
+        _welcome(box.env, public, data)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(1.0):
+                for name, proc in children:
+                    if proc.poll() is not None:
+                        raise ConfigError(f"the {name} process exited with code {proc.returncode}")
+        except KeyboardInterrupt:
+            pass
+    finally:
+        click.echo("stopping…")
+        for _, proc in children:
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in children:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if box is not None:
+            box.stop()
+        ops.stop()
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+
+
+def _welcome(env: dict[str, str], public: str, data: Path) -> None:
+    hs, token = env["HUBSPOT_HOST"], env["HUBSPOT_ACCESS_TOKEN"]
+    click.secho(f"\nThe hub is up: {public}  (health: {public}/readyz)", fg="green", bold=True)
+    click.echo(
+        f"Stand-ins: Airtable {env['AIRTABLE_ENDPOINT_URL']}, HubSpot {hs}, Mailchimp {env['MAILCHIMP_HOST']}"
+        + (f", Firestore emulator {env['FIRESTORE_EMULATOR_HOST']}" if "FIRESTORE_EMULATOR_HOST" in env else "")
+    )
+    click.echo(f"State is kept in {data}/ (delete it to start over). Try it — a new lead in HubSpot:\n")
+    body = json.dumps(
+        {
+            "properties": {
+                "email": "pierre@example.com",
+                "firstname": "Pierre",
+                "hub_status": "lead",
+                "hub_marketing_consent": "true",
+            }
+        }
+    )
+    click.echo(
+        f"  curl -s -X POST {hs}/crm/v3/objects/contacts -H 'Authorization: Bearer {token}' \\\n"
+        f"       -H 'Content-Type: application/json' -d '{body}'\n"
+    )
+    click.echo(
+        "HubSpot's webhook reaches the hub, the contact appears in Airtable's Clients table and in the "
+        "Mailchimp audience, and the welcome rule tags it. Then: `hub runs`, `hub waits`, `hub failed list` "
+        "(with the same REDIS_URL). Ctrl-C stops everything.\n"
+    )
