@@ -49,12 +49,15 @@ def main() -> None:
                 specs = [FieldSpec(LOAD_FIELDS[0]), FieldSpec(LOAD_FIELDS[1]), FieldSpec(LOAD_FIELDS[2], "number")]
                 setup.ensure_schema(Collection(table, DEFAULT_BASE), specs)
                 admin(handle, "/_sandbox/faults", {"error_rate": error_rate, "seed": 7})
-                result = run_load(handle.url, server.url, table, workers=args.workers, per_worker=args.per_worker,
-                                  margin=args.margin)
+                result = run_load(
+                    handle.url, server.url, table, workers=args.workers, per_worker=args.per_worker, margin=args.margin
+                )
                 admin(handle, "/_sandbox/faults", {"error_rate": 0.0})
                 floor = result["requests"] / RATE
-                print(f"{label:<12}{result['written']:>8}{result['requests']:>10}{result['elapsed']:>11.1f}"
-                      f"{floor:>9.1f}{result['elapsed'] / floor:>7.3f}{result['rate_limited']:>6}")
+                print(
+                    f"{label:<12}{result['written']:>8}{result['requests']:>10}{result['elapsed']:>11.1f}"
+                    f"{floor:>9.1f}{result['elapsed'] / floor:>7.3f}{result['rate_limited']:>6}"
+                )
         finally:
             handle.stop()
             server.stop()

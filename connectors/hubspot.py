@@ -12,6 +12,7 @@ Schema and webhook management (properties, pipelines, associations, subscription
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -43,6 +44,22 @@ LIST_MAX = 100
 SEARCH_MAX = 200
 SEARCH_CAP = 10_000  # HubSpot serves at most this many results of one search query
 MODIFIED = {"contacts": "lastmodifieddate"}  # every other object keeps hs_lastmodifieddate
+
+
+def _instant(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+
+
+def _raw_record(obj: dict[str, Any]) -> Record:
+    """A record from the API's JSON (as :func:`_record` from the SDK's model)."""
+    return Record(
+        id=str(obj["id"]),
+        fields=dict(obj.get("properties") or {}),
+        created_at=_instant(obj.get("createdAt")),
+        updated_at=_instant(obj.get("updatedAt")),
+    )
 
 
 def _record(obj: Any) -> Record:
@@ -160,10 +177,14 @@ class HubSpotConnector:
             body = BatchReadInputSimplePublicObjectId(
                 inputs=[{"id": i} for i in part], properties=fields, properties_with_history=[]
             )
+            # The hot read of every sync: take the SDK's raw response (its `_preload_content=False`)
+            # instead of building models and parsing each timestamp with dateutil.
             resp = self._call(
-                "batch read", partial(api.read, coll.name, body, _request_timeout=self.timeout), coll.name
+                "batch read",
+                partial(api.read, coll.name, body, _request_timeout=self.timeout, _preload_content=False),
+                coll.name,
             )
-            by_id.update((str(o.id), _record(o)) for o in resp.results)
+            by_id.update((str(o["id"]), _raw_record(o)) for o in json.loads(resp.data).get("results") or [])
         for rid in record_ids:
             if str(rid) in by_id:
                 out.append(by_id[str(rid)])

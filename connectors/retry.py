@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import redis
+
 from connectors.governor import ConcurrencyGovernor, RateGovernor
 from hub.errors import HubError, RateLimited, TransientError
 
@@ -68,8 +70,8 @@ def call(
                 with inflight.slot():
                     return fn()
             return fn()
-        except HubError:
-            raise
+        except (HubError, redis.RedisError):
+            raise  # ours already, or the hub's own Redis (the quota governors): not the vendor's fault
         except Exception as exc:
             err = classify(exc)
             if not isinstance(err, TransientError):

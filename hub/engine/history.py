@@ -46,12 +46,30 @@ class Buffer:
         self.entries.append(entry)
 
     def flush(self) -> None:
+        """One LPUSH per list (newest first) and a trim only where a list outgrew its cap."""
         if not self.entries:
             return
+        lists: dict[str, list[str]] = {}
+        caps: dict[str, int] = {}
+        for entry in self.entries:
+            text = json.dumps(entry, default=str, ensure_ascii=False)
+            targets = [(ALL, CAP_ALL), (f"{ALL}:rule:{entry['rule']}", CAP_RULE)]
+            if entry.get("record"):
+                targets.append((f"{ALL}:rec:{entry['record']}", CAP_RECORD))
+            for name, cap in targets:
+                lists.setdefault(name, []).append(text)
+                caps[name] = cap
+        names = list(lists)
         with self.conn.pipeline(transaction=False) as pipe:
-            for entry in self.entries:
-                record(pipe, entry)
-            pipe.execute()
+            for name in names:
+                pipe.lpush(name, *lists[name])
+            lengths = pipe.execute()
+        over = [(n, caps[n]) for n, length in zip(names, lengths, strict=True) if length > caps[n]]
+        if over:
+            with self.conn.pipeline(transaction=False) as pipe:
+                for name, cap in over:
+                    pipe.ltrim(name, 0, cap - 1)
+                pipe.execute()
         self.entries = []
 
 

@@ -33,7 +33,14 @@ OUTBOX_TTL = 7 * 86400
 
 
 def fingerprint(value: Any) -> str:
-    text = json.dumps(to_json(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """A short digest of a canonical value (Redis keeps digests, never values)."""
+    plain = value if isinstance(value, str | bool | int) or value is None else to_json(value)
+    if isinstance(plain, str):
+        text = '"' + plain  # the common case (dates included, as ISO text), without a JSON round trip
+    elif plain is None or isinstance(plain, bool | int):
+        text = json.dumps(plain)
+    else:
+        text = json.dumps(plain, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
@@ -49,48 +56,71 @@ _APPLY = """
 local fields = cjson.decode(ARGV[4])
 local ts = tonumber(ARGV[3])
 local sys = ARGV[1]
-local existed = redis.call('HEXISTS', KEYS[1], 'ver') == 1
-local changed, conflicts = {}, {}
-for _, f in ipairs(fields) do
+local n = #fields
+-- Read everything this record needs in one HMGET: per field what `sys` last had, the agreed
+-- fingerprint, its time and (for tracked fields) its value; then the version.
+local names = {}
+for i, f in ipairs(fields) do
+  names[#names + 1] = 's:' .. sys .. ':' .. f[1]
+  names[#names + 1] = 'f:' .. f[1]
+  names[#names + 1] = 't:' .. f[1]
+  names[#names + 1] = 'v:' .. f[1]
+end
+names[#names + 1] = 'ver'
+local got = redis.call('HMGET', KEYS[1], unpack(names))
+local existed = got[#got] ~= false
+local changed, conflicts, writes = {}, {}, {}
+for i, f in ipairs(fields) do
   local name, fp, mode, tracked = f[1], f[2], f[3], f[4]
+  local seen, cur, t, old = got[4 * i - 3], got[4 * i - 2], got[4 * i - 1], got[4 * i]
   -- A system changed a field only if its value differs from what that system last had:
   -- a stale value waiting for propagation is not a change.
-  local seen = nil
-  if sys ~= 'hub' then
-    seen = redis.call('HGET', KEYS[1], 's:' .. sys .. ':' .. name)
-    redis.call('HSET', KEYS[1], 's:' .. sys .. ':' .. name, fp)
-  end
-  local cur = redis.call('HGET', KEYS[1], 'f:' .. name)
-  if seen ~= fp and cur ~= fp then
-    local accept, reason = false, ''
-    if not cur or mode == 'own' then
-      accept = true
-    elseif mode == 'shared' then
-      local t = tonumber(redis.call('HGET', KEYS[1], 't:' .. name) or '0')
-      if ts >= t then accept = true else reason = 'older' end
-    else
-      reason = mode
+  if sys == 'hub' then seen = nil end
+  if seen ~= fp then
+    if sys ~= 'hub' then
+      writes[#writes + 1] = 's:' .. sys .. ':' .. name
+      writes[#writes + 1] = fp
     end
-    if accept then
-      local old = ''
-      if tracked ~= false then
-        old = redis.call('HGET', KEYS[1], 'v:' .. name) or ''
-        redis.call('HSET', KEYS[1], 'v:' .. name, tracked)
+    if cur ~= fp then
+      local accept, reason = false, ''
+      if not cur or mode == 'own' then
+        accept = true
+      elseif mode == 'shared' then
+        if ts >= tonumber(t or '0') then accept = true else reason = 'older' end
+      else
+        reason = mode
       end
-      redis.call('HSET', KEYS[1], 'f:' .. name, fp, 't:' .. name, ts)
-      table.insert(changed, {name, old, cur and 1 or 0})
-    else
-      table.insert(conflicts, {name, reason})
+      if accept then
+        local prev = ''
+        if tracked ~= false then
+          prev = old or ''
+          writes[#writes + 1] = 'v:' .. name
+          writes[#writes + 1] = tracked
+        end
+        writes[#writes + 1] = 'f:' .. name
+        writes[#writes + 1] = fp
+        writes[#writes + 1] = 't:' .. name
+        writes[#writes + 1] = ts
+        table.insert(changed, {name, prev, cur and 1 or 0})
+      else
+        table.insert(conflicts, {name, reason})
+      end
     end
   end
 end
 if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'id:' .. sys, ARGV[2])
+  writes[#writes + 1] = 'id:' .. sys
+  writes[#writes + 1] = ARGV[2]
   redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[7])
 end
-local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
+local ver = tonumber(got[#got] or '0')
 if #changed > 0 or not existed then
-  ver = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+  ver = ver + 1
+  writes[#writes + 1] = 'ver'
+  writes[#writes + 1] = ver
+end
+if #writes > 0 then
+  redis.call('HSET', KEYS[1], unpack(writes))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 local result = cjson.encode({created = not existed, version = ver, changed = changed, conflicts = conflicts})
@@ -116,9 +146,21 @@ end
 return key
 """
 
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+_LOCK_ALL = """
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then return 0 end
+end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+_UNLOCK_ALL = """
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
+return 1
 """
 
 
@@ -155,7 +197,8 @@ class RecordState:
         self.conn = conn
         self._apply = conn.register_script(_APPLY)
         self._delete = conn.register_script(_DELETE)
-        self._unlock = conn.register_script(_UNLOCK)
+        self._lock_all = conn.register_script(_LOCK_ALL)
+        self._unlock_all = conn.register_script(_UNLOCK_ALL)
 
     def apply(
         self,
@@ -266,22 +309,24 @@ class RecordState:
     # -- locks ----------------------------------------------------------------------------------
     @contextmanager
     def locked(self, names: Sequence[str], *, ttl_ms: int = 30000, wait: float = 20.0) -> Iterator[None]:
-        """Hold the record locks ``names`` (taken in sorted order, so two batches cannot deadlock)."""
+        """Hold the record locks ``names``: all taken in one step or none (so two batches that share
+        records cannot deadlock, and a batch costs two round trips, not two per record)."""
         token = uuid.uuid4().hex
-        held: list[str] = []
+        keys = [f"hub:lock:{n}" for n in sorted(set(names))]
+        if not keys:
+            yield
+            return
+        deadline = time.monotonic() + wait
+        delay = 0.002
+        while not self._lock_all(keys=keys, args=[token, ttl_ms]):
+            if time.monotonic() > deadline:
+                raise TransientError(f"{len(keys)} record(s) locked by another worker", retry_after=1)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
         try:
-            for name in sorted(set(names)):
-                key = f"hub:lock:{name}"
-                deadline = time.monotonic() + wait
-                while not self.conn.set(key, token, nx=True, px=ttl_ms):
-                    if time.monotonic() > deadline:
-                        raise TransientError(f"record {name} is locked by another worker", retry_after=1)
-                    time.sleep(0.005)
-                held.append(key)
             yield
         finally:
-            for key in held:
-                self._unlock(keys=[key], args=[token])
+            self._unlock_all(keys=keys, args=[token])
 
     # -- outbox ---------------------------------------------------------------------------------
     def outbox(self, name: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ bool from the many spellings systems use; enum → one of the declared values.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -114,13 +115,19 @@ def _date(value: Any, tz: str | None) -> date:
 
 
 def phone_e164(value: Any, region: str | None) -> str:
-    text = str(value).strip()
+    return _e164(str(value).strip(), region)
+
+
+@functools.lru_cache(maxsize=4096)
+def _e164(text: str, region: str | None) -> str:
+    """Parsing a number is the costliest value conversion, and the same numbers come back with every
+    change of their record: remember the last few thousand."""
     try:
         parsed = phonenumbers.parse(text, (region or "").upper() or None)
     except phonenumbers.NumberParseException:
-        raise ValueProblem(f"expected a phone number, got {value!r}") from None
+        raise ValueProblem(f"expected a phone number, got {text!r}") from None
     if not phonenumbers.is_possible_number(parsed):
-        raise ValueProblem(f"expected a phone number, got {value!r}")
+        raise ValueProblem(f"expected a phone number, got {text!r}")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
