@@ -241,8 +241,9 @@ def _isolate(
     exc: HubError,
 ) -> None:
     """Give a failed firing its own job: retried (transient) or parked in the failed registry (permanent)."""
-    delay = exc.retry_after if isinstance(exc, TransientError) and exc.retry_after else 2
-    at = clock.now() if not isinstance(exc, TransientError) else None
+    # A transient failure waits (its Retry-After, or 2 s) on rq's scheduler; a permanent one runs
+    # again at once, fails again, and stays in the failed registry with its reason.
+    when = _in(exc.retry_after or 2) if isinstance(exc, TransientError) else None
     jobs.enqueue(
         rt.redis,
         FIRING_JOB,
@@ -255,7 +256,7 @@ def _isolate(
         changed or [],
         job_id=f"firing-{action_key(rule.id, occurrence, 'job')}",
         unique=True,
-        at=None if at is not None else _in(delay),
+        at=when,
     )
 
 
