@@ -12,8 +12,8 @@ from typing import Any
 from hub import clock
 from hub.config.mapping import FieldDef, Mapping
 from hub.engine.entities import collection, record_key
-from hub.engine.state import FieldObs, RecordState
-from hub.engine.sync import _outbox_name, drain, tracked_fields
+from hub.engine.state import RecordState
+from hub.engine.sync import drain, hub_call, outbox_name, tracked_fields
 from hub.errors import ExpressionError
 from hub.jobs import hub_job
 from hub.mapping.translate import from_system, normalize, system_field, to_system
@@ -174,7 +174,7 @@ def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
         loader = Loader(rt)
         loader.prefetch(entity, [(k, None, None) for k in keys])
         records = ((k, fetch_all(rt, mapping, k, loader=loader)) for k in keys)
-    outbox = _outbox_name() + ":compute"
+    outbox = outbox_name() + ":compute"
     now_ms = int(clock.now().timestamp() * 1000)
     counts = {"records": 0, "changed": 0}
     for key, values in records:
@@ -183,26 +183,10 @@ def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
             record[n] = None
         record = with_computed(rt, mapping, record, related)
         computed = {n: record.get(n) for n in names}
-        item = {
-            "entity": entity,
-            "system": "hub",
-            "id": "",
-            "kind": "computed",
-            "key": key,
-            "values": to_json(computed),
-            "at_ms": now_ms,
-        }
         applied = state.apply(
-            entity,
-            key,
-            "hub",
-            "",
-            "",
-            now_ms,
-            [FieldObs(n, v, "own", n in tracked) for n, v in computed.items()],
-            outbox=outbox,
-            item=item,
+            **hub_call(entity, key, computed, kind="computed", at_ms=now_ms, tracked=tracked, outbox=outbox)
         )
+        assert applied is not None
         counts["records"] += 1
         counts["changed"] += bool(applied.changed)
     drain(rt, outbox)

@@ -21,8 +21,8 @@ from connectors.base import Collection, FieldSpec, Write
 from hub import clock
 from hub.config.mapping import Mapping
 from hub.engine.entities import collection, record_key
-from hub.engine.state import FieldObs, RecordState
-from hub.engine.sync import _outbox_name, drain, tracked_fields
+from hub.engine.state import RecordState
+from hub.engine.sync import drain, hub_call, outbox_name, tracked_fields
 from hub.errors import ConfigError, PermanentError, TransientError
 from hub.mapping.translate import from_system, normalize, to_system
 from hub.mapping.values import to_json
@@ -81,21 +81,15 @@ class LiveContext:
         if typed.problems:
             raise PermanentError("; ".join(str(p) for p in typed.problems), system="hub", obj=entity)
         state = RecordState(self.rt.redis)
-        outbox = self.outbox or _outbox_name() + f":{self.key[:8]}"
+        outbox = self.outbox or outbox_name() + f":{self.key[:8]}"
         now_ms = int(clock.now().timestamp() * 1000)
-        item = {
-            "entity": entity,
-            "system": "hub",
-            "id": "",
-            "kind": kind,
-            "key": key,
-            "values": to_json(typed.values),
-            "at_ms": now_ms,
-            "rule": self.rule_id,
-        }
         tracked = tracked_fields(self.rt.config, entity)
-        obs = [FieldObs(n, v, "own", n in tracked) for n, v in typed.values.items()]
-        applied = state.apply(entity, key, "hub", "", "", now_ms, obs, outbox=outbox, item=item)
+        applied = state.apply(
+            **hub_call(
+                entity, key, typed.values, kind=kind, at_ms=now_ms, tracked=tracked, outbox=outbox, rule=self.rule_id
+            )
+        )
+        assert applied is not None
         if self.outbox is None:
             drain(self.rt, outbox)
         return {"fields": sorted(typed.values), "changed": [c[0] for c in applied.changed]}

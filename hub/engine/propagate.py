@@ -16,7 +16,7 @@ from connectors.base import Write
 from hub import clock
 from hub.engine.entities import collection, collection_id, identity_field
 from hub.engine.state import FieldObs, RecordState, fingerprint
-from hub.engine.sync import _outbox_name, drain
+from hub.engine.sync import drain, outbox_name
 from hub.jobs import hub_job
 from hub.mapping.translate import from_system, normalize, system_field, to_system
 from hub.runtime import Runtime
@@ -88,7 +88,7 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
         return {"written": 0, "stale": stale}
     written = connector.upsert_many(coll, writes)
     links = 0
-    outbox = _outbox_name()
+    outbox = outbox_name()
     now_ms = int(clock.now().timestamp() * 1000)
     id_field = f"{target}_id"
     state.written_many(entity, [(key, target, fps) for key, fps in zip(keys, sent, strict=True)])

@@ -82,7 +82,7 @@ def field_mode(mapping: Mapping, name: str, system: str) -> str:
     return f"deny:{owner}"
 
 
-def _outbox_name() -> str:
+def outbox_name() -> str:
     job = get_current_job()
     if job is not None:
         return f"hub:outbox:{job.id}"
@@ -96,7 +96,7 @@ def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = T
     cfg = rt.config
     index = EntityIndex(cfg)
     state = RecordState(rt.redis)
-    outbox = _outbox_name()
+    outbox = outbox_name()
     # A retried job first finishes what its previous attempt recorded.
     counts = drain(rt, outbox, run_rules=run_rules) if rt.redis.exists(outbox) else defaultdict(int)
     groups: dict[Place, dict[str, SourceEvent]] = defaultdict(dict)
@@ -173,33 +173,52 @@ def _ingest_place(
             if inline:
                 # The change brought every input of the record's computed fields: compute them now, in the
                 # same drain (one event for the rules), instead of a recompute job reading every system.
-                citem = {
-                    "entity": place.entity,
-                    "system": "hub",
-                    "id": "",
-                    "kind": "computed",
-                    "key": key,
-                    "values": to_json(inline),
-                    "at_ms": source_ms,
-                }
-                ctracked = [FieldObs(n, v, "own", n in tracked) for n, v in inline.items()]
                 calls.append(
-                    {
-                        "entity": place.entity,
-                        "key": key,
-                        "system": "hub",
-                        "coll_id": "",
-                        "record_id": "",
-                        "source_ms": source_ms,
-                        "fields": ctracked,
-                        "outbox": outbox,
-                        "item": citem,
-                    }
+                    hub_call(
+                        place.entity, key, inline, kind="computed", at_ms=source_ms, tracked=tracked, outbox=outbox
+                    )
                 )
         for call, applied in zip(calls, state.apply_many(calls), strict=True):
             if call["system"] != "hub":
                 counts["changed" if applied.changed else "unchanged"] += 1
                 counts["conflicts"] += len(applied.conflicts)
+
+
+def hub_call(
+    entity: str,
+    key: str,
+    values: dict[str, Any],
+    *,
+    kind: str,
+    at_ms: int,
+    tracked: set[str],
+    outbox: str,
+    rule: str | None = None,
+) -> dict[str, Any]:
+    """The :meth:`RecordState.apply` call for values the hub itself decided (a rule's write, computed
+    fields): owned by the hub, then pushed to every system that maps them."""
+    item = {
+        "entity": entity,
+        "system": "hub",
+        "id": "",
+        "kind": kind,
+        "key": key,
+        "values": to_json(values),
+        "at_ms": at_ms,
+    }
+    if rule is not None:
+        item["rule"] = rule
+    return {
+        "entity": entity,
+        "key": key,
+        "system": "hub",
+        "coll_id": "",
+        "record_id": "",
+        "source_ms": at_ms,
+        "fields": [FieldObs(n, v, "own", n in tracked) for n, v in values.items()],
+        "outbox": outbox,
+        "item": item,
+    }
 
 
 def _inline_computed(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any] | None:
