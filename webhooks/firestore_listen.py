@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from flask import Flask
 
 from connectors.base import Collection
 from connectors.firestore_watch import Change, WatchHandle
@@ -60,19 +59,8 @@ def key_for(coll: str, doc_id: str, version_us: int, deleted: bool = False) -> s
 
 
 def acceptor(conn: redis.Redis) -> Accept:
-    """``webhooks.intake``'s claim-and-enqueue outside a request. Uses ``intake.accept_on(conn, ...)``
-    when it exists; until then, ``intake.accept`` inside a bare app context holding ``conn``."""
-    direct = getattr(intake, "accept_on", None)
-    if direct is not None:
-        return lambda provider, events, keys: direct(conn, provider, events, keys)
-    app = Flask("hub-listen")
-    app.extensions["hub.redis"] = conn
-
-    def via_app(provider: str, events: Sequence[dict[str, Any]], keys: Sequence[str]) -> Any:
-        with app.app_context():
-            return intake.accept(provider, events, keys)
-
-    return via_app
+    """``webhooks.intake``'s claim-and-enqueue, outside a request."""
+    return lambda provider, events, keys: intake.accept_on(conn, provider, events, keys)
 
 
 class CollectionWatch:

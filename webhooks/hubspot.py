@@ -14,7 +14,6 @@ event folded into it, and a retry resends the same batch (only ``attemptNumber``
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import re
@@ -67,7 +66,7 @@ _RANK = {"updated": 0, "unknown": 1, "created": 2}
 def sign_v3(secret: str, method: str, uri: str, raw: bytes, timestamp: str) -> str:
     """The v3 signature HubSpot sends for this request."""
     message = method.encode() + uri.encode() + raw + timestamp.encode()
-    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(secret.encode(), message, "sha256")).decode()
 
 
 def requested_uri(public_url: str | None = None) -> str:
@@ -112,28 +111,6 @@ def verify(secret: str, raw: bytes, uri: str) -> None:
 
 
 # -- events -------------------------------------------------------------------------------------
-class _Group:
-    """HubSpot events about one record, folded into one source event."""
-
-    __slots__ = ("at_ms", "coll", "fields", "id", "kind", "parts")
-
-    def __init__(self, coll: str, record_id: str, kind: str, at_ms: int, fields: list[str], part: str) -> None:
-        self.coll, self.id, self.kind, self.at_ms = coll, record_id, kind, at_ms
-        self.fields, self.parts = set(fields), [part]
-
-    def add(self, kind: str, at_ms: int, fields: list[str], part: str) -> None:
-        if at_ms >= self.at_ms:
-            self.kind, self.at_ms = _fold(self.kind, kind), at_ms
-        else:
-            self.kind = _fold(kind, self.kind)
-        self.fields.update(fields)
-        self.parts.append(part)
-
-    def event(self) -> dict[str, Any]:
-        return {"system": "hubspot", "coll": self.coll, "base": "", "id": self.id, "kind": self.kind,
-                "at_ms": self.at_ms, "fields": sorted(self.fields)}  # fmt: skip
-
-
 def _fold(earlier: str, later: str) -> str:
     if later == "deleted":
         return "deleted"
@@ -154,11 +131,26 @@ def _int(ev: dict[str, Any], name: str, index: int) -> int:
     raise Reject(400, f"event {index}: {name} must be an integer, got {value!r}")
 
 
-def _coll(ev: dict[str, Any], prefix: str, action: str) -> str | None:
-    if prefix != "object":
-        return SINGULAR.get(prefix)
+def _route(stype: Any, index: int) -> tuple[str, str | None, str | None]:
+    """(action, kind, collection) of a subscription type; the collection of ``object.*`` types is
+    in each event (None here). Cached: a portal sends a handful of distinct types."""
+    route = _ROUTES.get(stype) if isinstance(stype, str) else None
+    if route is None:
+        prefix, _, action = stype.partition(".") if isinstance(stype, str) else ("", "", "")
+        if not action:
+            raise Reject(400, f"event {index}: subscriptionType must look like 'contact.creation', got {stype!r}")
+        route = (action, KINDS.get(action), None if prefix == "object" else SINGULAR.get(prefix, ""))
+        if len(_ROUTES) < 256:
+            _ROUTES[stype] = route
+    return route
+
+
+_ROUTES: dict[str, tuple[str, str | None, str | None]] = {}
+
+
+def _object_coll(ev: dict[str, Any], action: str) -> str:
     type_id = ev.get("fromObjectTypeId" if action == "associationChange" else "objectTypeId")
-    return TYPE_IDS.get(str(type_id), str(type_id)) if type_id else None
+    return TYPE_IDS.get(str(type_id), str(type_id)) if type_id else ""
 
 
 def _targets(ev: dict[str, Any], action: str, kind: str, index: int) -> list[tuple[str, str]]:
@@ -173,37 +165,58 @@ def _targets(ev: dict[str, Any], action: str, kind: str, index: int) -> list[tup
 
 
 def parse_events(payload: Any) -> tuple[list[dict[str, Any]], list[str], int]:
-    """Source events and their de-duplication keys from a HubSpot batch; also how many were ignored."""
+    """Source events and their de-duplication keys from a HubSpot batch; also how many were ignored.
+
+    Events about one record fold into one: the latest kind wins (a deletion over anything, a
+    creation over an update), fields add up, and the key covers every HubSpot event folded in.
+    """
     if not isinstance(payload, list):
         raise Reject(400, f"expected a JSON array of events, got {type(payload).__name__}")
-    groups: dict[tuple[str, str], _Group] = {}
+    # (collection, record id) → [kind, at_ms, fields, key parts]
+    groups: dict[tuple[str, str], list[Any]] = {}
     ignored = 0
     for index, ev in enumerate(payload):
-        if not isinstance(ev, dict):
+        if type(ev) is not dict:
             raise Reject(400, f"event {index}: expected an object, got {type(ev).__name__}")
         stype = ev.get("subscriptionType")
-        prefix, _, action = stype.partition(".") if isinstance(stype, str) else ("", "", "")
-        if not action:
-            raise Reject(400, f"event {index}: subscriptionType must look like 'contact.creation', got {stype!r}")
-        kind = KINDS.get(action)
-        coll = _coll(ev, prefix, action)
-        if kind is None or coll is None:
+        action, kind, coll = _route(stype, index)
+        if coll is None:
+            coll = _object_coll(ev, action)
+        if kind is None or not coll:
             ignored += 1  # a type the hub does not sync: acknowledged, never retried
             continue
-        at_ms = _int(ev, "occurredAt", index)
+        at_ms = ev.get("occurredAt")
+        if type(at_ms) is not int:
+            at_ms = _int(ev, "occurredAt", index)
+        event_id = ev.get("eventId")
+        if type(event_id) is not int:
+            event_id = _int(ev, "eventId", index)
         # eventId is unique only within a subscription; retries keep it, attemptNumber changes.
-        part = f"{ev.get('portalId')}|{ev.get('appId')}|{ev.get('subscriptionId')}|{stype}|" \
-               f"{_int(ev, 'eventId', index)}|{at_ms}|"  # fmt: skip
+        part = f"{ev.get('portalId')}|{ev.get('appId')}|{ev.get('subscriptionId')}|{stype}|{event_id}|{at_ms}|"
         prop = ev.get("propertyName") if action == "propertyChange" else None
-        fields = [str(prop)] if prop else []
-        for record_id, record_kind in _targets(ev, action, kind, index):
+        object_id = ev.get("objectId")
+        if type(object_id) is int and action != "merge" and action != "associationChange":
+            targets: list[tuple[str, str]] = [(str(object_id), kind)]  # the usual case
+        else:
+            targets = _targets(ev, action, kind, index)
+        for record_id, record_kind in targets:
             group = groups.get((coll, record_id))
             if group is None:
-                groups[(coll, record_id)] = _Group(coll, record_id, record_kind, at_ms, fields, part + record_id)
+                groups[(coll, record_id)] = [record_kind, at_ms, [str(prop)] if prop else [], [part + record_id]]
+                continue
+            if at_ms >= group[1]:
+                group[0], group[1] = _fold(group[0], record_kind), at_ms
             else:
-                group.add(record_kind, at_ms, fields, part + record_id)
-    events = [g.event() for g in groups.values()]
-    keys = [dedupe_key("hubspot", sorted(g.parts) if len(g.parts) > 1 else g.parts) for g in groups.values()]
+                group[0] = _fold(record_kind, group[0])
+            if prop and str(prop) not in group[2]:
+                group[2].append(str(prop))
+            group[3].append(part + record_id)
+    events = []
+    keys = []
+    for (coll, record_id), (kind, at_ms, fields, parts) in groups.items():
+        events.append({"system": "hubspot", "coll": coll, "base": "", "id": record_id, "kind": kind,
+                       "at_ms": at_ms, "fields": sorted(fields)})  # fmt: skip
+        keys.append(dedupe_key("hubspot", sorted(parts) if len(parts) > 1 else parts))
     return events, keys, ignored
 
 

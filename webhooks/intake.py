@@ -1,32 +1,31 @@
 """What every webhook endpoint shares: body limits, content types, de-duplication and enqueueing.
 
 A provider blueprint verifies and parses its request, then calls :func:`accept` with normalised
-events and a de-duplication key per event. ``accept`` drops the events already seen (Redis,
-``SET NX`` with a retention longer than any provider's retry window), and enqueues the rest as
-ONE job for the whole request — never a SaaS call in the request path.
+events and a de-duplication key per event. ``accept`` drops the events already seen (Redis
+sets, kept longer than any provider's retry window), and enqueues the rest as ONE job for the
+whole request, in one round trip to Redis — never a SaaS call in the request path.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from flask import Response, current_app, jsonify, request
-from rq import Queue, Retry
-from rq.job import Job, JobStatus
-from rq.utils import now as rq_now
 
 from hub import jobs
+from hub.scripts import Script
 
 log = logging.getLogger("hub.webhooks")
 
-DEDUPE_TTL = 3 * 86400  # HubSpot retries for 24 h, Airtable/Mailchimp less: keep keys 3 days
-PENDING_TTL = 60  # until the job is safely queued: a crash in between must not eat the retry
+DEDUPE_DAYS = 2  # HubSpot retries for 24 h, Airtable/Mailchimp less: a key is found for 2 to 4 days
+DEDUPE_TTL = (2 * DEDUPE_DAYS + 1) * 86400  # a set outlives the last lookup that reads it
 MAX_BODY = 1024 * 1024  # vendors send small batches; anything bigger is not a webhook
 BATCH_JOB = "hub.engine.intake.handle_events"
 
@@ -73,8 +72,10 @@ def require_content_type(*allowed: str) -> None:
 
 def parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if raw[exc.pos : exc.pos + 9].lstrip(b"-").startswith((b"NaN", b"Infinity")):
+            raise Reject(400, f"malformed JSON: NaN and Infinity are not JSON values (char {exc.pos})") from None
         raise Reject(400, f"malformed JSON: {exc}") from None
 
 
@@ -83,58 +84,74 @@ def conn() -> redis.Redis:
 
 
 def dedupe_key(provider: str, parts: Sequence[Any]) -> str:
-    digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:24]
-    return f"hub:seen:{provider}:{digest}"
+    """The key under which an event counts as seen: its provider and a digest of what identifies it
+    (a digest: the parts may hold personal data, e.g. a Mailchimp email)."""
+    text = parts[0] if len(parts) == 1 and type(parts[0]) is str else "\x1f".join(map(str, parts))
+    return provider + ":" + hashlib.sha1(text.encode()).hexdigest()[:24]
 
 
-# The usual request (no duplicate) in ONE round trip: claim every key and, when all were fresh,
-# store the job hash exactly as rq's Job.to_dict() made it and queue it, in the same script.
-# Otherwise the fresh keys stay claimed briefly and accept_on() falls back to the two-step path.
-_ACCEPT_ENQUEUE = """
-local n = tonumber(ARGV[1])
-local fresh = {}
-for i = 1, n do
-  if redis.call('SET', KEYS[i], 1, 'NX', 'EX', ARGV[3]) then
-    fresh[#fresh + 1] = i
+def seen_buckets(now: float | None = None) -> list[str]:
+    """The sets a key is looked up in, the current one first (where new keys go). Each covers
+    ``DEDUPE_DAYS`` days: with the one before, a key is found for that long at least."""
+    span = DEDUPE_DAYS * 86400
+    period = int((time.time() if now is None else now) // span)
+    return [f"hub:seen:{period}", f"hub:seen:{period - 1}"]
+
+
+# One round trip per request: look every key up in the seen sets; when none was seen, add them to
+# the current set and write and queue the job (the hash rq's Job.to_dict() makes, see JobTemplate) in
+# the same script. Otherwise write nothing and say which were seen: accept_on() retries with the
+# fresh ones, so no claim is ever held by a request that may die before its job is queued.
+# Sets of two days, not a key per event: a SET with a TTL per event costs Redis ten times more.
+_SCRIPT = """
+local nb, n = tonumber(ARGV[1]), tonumber(ARGV[3])
+local seen = {}
+for b = 1, nb do
+  local hits = redis.call('SMISMEMBER', KEYS[b], unpack(ARGV, 4, 3 + n))
+  for i = 1, n do
+    if hits[i] == 1 then seen[#seen + 1] = i end
   end
 end
-if #fresh < n then
-  return fresh
+if #seen > 0 then
+  return seen
 end
-for i = 1, n do
-  redis.call('EXPIRE', KEYS[i], ARGV[2])
-end
-redis.call('HSET', KEYS[n + 1], unpack(ARGV, 5))
-redis.call('RPUSH', KEYS[n + 2], ARGV[4])
-redis.call('SADD', KEYS[n + 3], KEYS[n + 2])
+redis.call('SADD', KEYS[1], unpack(ARGV, 4, 3 + n))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[nb + 1], unpack(ARGV, 4 + n))
+redis.call('RPUSH', KEYS[nb + 2], KEYS[nb + 4])
+redis.call('SADD', KEYS[nb + 3], KEYS[nb + 2])
 return -1
 """
-_ACCEPT_SHA = hashlib.sha1(_ACCEPT_ENQUEUE.encode()).hexdigest()
+_ACCEPT = Script(_SCRIPT, repeatable=True)  # a repeat finds its own keys seen and writes nothing
+_templates: dict[tuple[str, str], jobs.JobTemplate] = {}
 
 
-def _ready_job(
-    r: redis.Redis, q: Queue, job: str, provider: str, events: Sequence[dict[str, Any]], extra: dict[str, Any]
-) -> Job:
-    """The job :func:`hub.jobs.enqueue` would store (same options), marked queued, not yet written."""
-    args = (provider, list(events))
-    jobs.check_json(args, extra, job)
-    intervals = jobs.RETRY_INTERVALS
-    rq_job = Job.create(
-        job,
-        args=args,
-        kwargs=extra,
-        connection=r,
-        serializer=jobs.HubSerializer,
-        origin=q.name,
-        description=f"{job}({provider!r}, [{len(events)} item(s)])",
-        timeout=jobs.DEFAULT_TIMEOUT,
-        result_ttl=3600,
-        failure_ttl=30 * 86400,
-        retry=Retry(max=len(intervals), interval=intervals),
-    )
-    rq_job.enqueued_at = rq_now()
-    rq_job._status = JobStatus.QUEUED  # as rq's Queue._prepare_for_queue does; stored by the HSET
-    return rq_job
+def _template(r: redis.Redis, job: str, queue_name: str) -> jobs.JobTemplate:
+    tpl = _templates.get((job, queue_name))
+    if tpl is None:
+        tpl = _templates[(job, queue_name)] = jobs.JobTemplate(r, job, queue_name)
+    return tpl
+
+
+def _try_accept(
+    r: redis.Redis, tpl: jobs.JobTemplate, provider: str, events: list[dict[str, Any]], keys: list[str],
+    extra: dict[str, Any],
+) -> tuple[str | None, set[int]]:  # fmt: skip
+    """Queue ``events`` as one job unless some key was seen: (job id, set()) or (None, seen indexes)."""
+    job_id, fields = tpl.variable((provider, events), extra)
+    buckets = seen_buckets()
+    job_key = tpl.key_for(job_id)
+    args: list[Any] = [len(buckets), DEDUPE_TTL, len(keys), *keys]
+    for name, value in tpl.constant.items():
+        args += (name, value)
+    for name, value in fields.items():
+        args += (name, value)
+    # The job id rides as the last KEY (RPUSH pushes it) so ARGV stays keys then fields.
+    script_keys = [*buckets, job_key, tpl.queue_key, tpl.queues_key, job_id]
+    out = _ACCEPT(r, script_keys, args)
+    if out == -1:
+        return job_id, set()
+    return None, {int(i) - 1 for i in out}
 
 
 def accept_on(
@@ -151,43 +168,25 @@ def accept_on(
     Needs no Flask app: the Firestore listener calls it from its own process."""
     if len(events) != len(keys):
         raise ValueError("one de-duplication key per event")
-    if not keys:
-        return Accepted(0, 0, 0, None)
-    q = jobs.queue(r, queue_name)
-    ready = _ready_job(r, q, job, provider, events, extra or {})
-    fields = [item for pair in ready.to_dict().items() for item in pair]
-    script_keys = [*keys, ready.key, q.key, q.redis_queues_keys]
-    script_args = [len(keys), DEDUPE_TTL, PENDING_TTL, ready.id, *fields]
-    # EVALSHA directly: redis-py's Script wrapper costs an isinstance() against a typing Protocol per
-    # call, a visible share of a request here; load the script once if Redis does not know it.
-    try:
-        out = r.evalsha(_ACCEPT_SHA, len(script_keys), *script_keys, *script_args)
-    except redis.exceptions.NoScriptError:
-        r.script_load(_ACCEPT_ENQUEUE)
-        out = r.evalsha(_ACCEPT_SHA, len(script_keys), *script_keys, *script_args)
-    if out == -1:
-        return Accepted(len(events), len(events), 0, ready.id)
-    # Some were duplicates: queue the fresh ones and make their claims last, in one transaction.
-    fresh_idx = [int(i) - 1 for i in out]
-    fresh = [events[i] for i in fresh_idx]
-    job_id = None
-    if fresh:
-        try:
-            with r.pipeline(transaction=True) as pipe:
-                pipe.multi()  # rq's enqueue(pipeline=...) expects the transaction open
-                queued = jobs.enqueue(r, job, provider, fresh, **(extra or {}), queue_name=queue_name, pipeline=pipe)
-                for i in fresh_idx:
-                    pipe.expire(keys[i], DEDUPE_TTL)
-                pipe.execute()
-        except Exception:
-            # The job did not make it into the queue: forget the claims so the provider's retry is accepted.
-            r.delete(*[keys[i] for i in fresh_idx])
-            raise
-        job_id = queued.id if queued is not None else None
-    dupes = len(events) - len(fresh)
+    tpl = _template(r, job, queue_name)
+    todo = list(range(len(keys)))
+    if len(set(keys)) < len(keys):  # the same event twice in one delivery: its first copy counts
+        first: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        todo = sorted(first.values())
+    # Each round either queues the job or drops at least one key another delivery got first.
+    while todo:
+        job_id, seen = _try_accept(r, tpl, provider, [events[i] for i in todo], [keys[i] for i in todo], extra or {})
+        if job_id is not None:
+            break
+        todo = [i for n, i in enumerate(todo) if n not in seen]
+    else:
+        job_id = None
+    dupes = len(events) - len(todo)
     if dupes:
         log.info("%s: %d duplicate event(s) acknowledged and dropped", provider, dupes)
-    return Accepted(len(events), len(fresh), dupes, job_id)
+    return Accepted(len(events), len(todo), dupes, job_id)
 
 
 def accept(
@@ -204,14 +203,10 @@ def accept(
 
 
 def answer(result: Accepted, status: int = 200) -> Response:
-    body = json.dumps(
-        {
-            "received": result.received,
-            "enqueued": result.enqueued,
-            "duplicates": result.duplicates,
-            "job": result.job_id,
-        }
-    )
+    body = orjson.dumps(
+        {"received": result.received, "enqueued": result.enqueued, "duplicates": result.duplicates,
+         "job": result.job_id}
+    )  # fmt: skip
     return Response(body, status=status, mimetype="application/json")
 
 

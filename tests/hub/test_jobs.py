@@ -103,3 +103,25 @@ def test_serializer_reads_rq_cron_pickles_of_plain_values_only() -> None:
     hostile = pickle.dumps(("f", None, (datetime(2026, 1, 1),), {}), protocol=4)
     with pytest.raises(pickle.UnpicklingError, match=r"refusing to load datetime\.datetime"):
         jobs.HubSerializer.loads(hostile)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_templated_job_reads_and_runs_like_one_rq_enqueued(redis_conn: redis.Redis) -> None:
+    func = f"{jobfuncs.record.__module__}.record"
+    by_rq = jobs.enqueue(redis_conn, func, "hub:test:rq", "v1", queue_name=jobs.QUEUE_HIGH)
+    tpl = jobs.JobTemplate(redis_conn, func, jobs.QUEUE_HIGH)
+    job_id, fields = tpl.variable(("hub:test:tpl", "v2"), {})
+    redis_conn.hset(tpl.key_for(job_id), mapping={**tpl.constant, **fields})
+    redis_conn.rpush(tpl.queue_key, job_id)
+    assert by_rq is not None
+    wait_for(lambda: redis_conn.get("hub:test:tpl") == b"v2", what="the templated job's effect")
+    wait_for(lambda: _status(redis_conn, by_rq) == JobStatus.FINISHED, what="rq's job finished")
+    ours = Job.fetch(job_id, connection=redis_conn, serializer=jobs.HubSerializer)
+    theirs = Job.fetch(by_rq.id, connection=redis_conn, serializer=jobs.HubSerializer)
+    assert list(ours.args) == ["hub:test:tpl", "v2"] and ours.kwargs == {}
+    same = ("func_name", "origin", "timeout", "result_ttl", "failure_ttl", "retry_intervals", "description")
+    assert {a: getattr(ours, a) for a in same} == {a: getattr(theirs, a) for a in same} | {
+        "description": f"{func}(…, 'v2')"  # never values that may be personal data
+    }
+    assert ours.get_status() == JobStatus.FINISHED and ours.enqueued_at is not None
+    assert abs((ours.created_at - theirs.created_at).total_seconds()) < 30

@@ -40,7 +40,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class RedisServer:
     """A real redis-server on loopback, in its own directory, optionally with AOF."""
 
-    def __init__(self, workdir: Path, *, appendonly: bool = False, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, appendonly: bool = False, port: int | None = None, unixsocket: bool = False
+    ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
@@ -48,11 +50,19 @@ class RedisServer:
         self.workdir = workdir
         self.appendonly = appendonly
         self.port = port or free_port()
+        self.socket = workdir / "redis.sock" if unixsocket else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def socket_url(self) -> str:
+        """The same server over its unix socket (started with ``unixsocket=True``)."""
+        if self.socket is None:
+            raise RuntimeError("this redis-server has no unix socket")
+        return f"unix://{self.socket}?db=0"
 
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +85,8 @@ class RedisServer:
             "--loglevel",
             "warning",
         ]
+        if self.socket is not None:
+            args += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(lambda: port_open(self.port), what=f"redis-server on port {self.port}")
         return self

@@ -1,0 +1,102 @@
+"""Lua scripts on the hot paths: one EVALSHA each, without redis-py's per-command cost.
+
+On a webhook request or a sync batch, redis-py's command path (pool bookkeeping and telemetry,
+argument checks, the retry wrapper, ``Script``'s isinstance against a typing Protocol) costs
+more CPU than the round trip itself. A :class:`Script` packs its EVALSHA once with hiredis and
+sends it on connections of its own, made exactly like the client's (same class, address, auth,
+TLS, timeouts) and kept in a small free list per connection pool and process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis
+from redis.connection import AbstractConnection
+
+Arg = str | bytes | int | float
+
+
+class Script:
+    """A Lua script, called as ``script(conn, keys, args)``; loaded into Redis when it is missing.
+
+    ``repeatable``: running it twice does no harm (it checks before it writes), so a call whose
+    connection broke is sent again once on a fresh connection instead of failing.
+    """
+
+    def __init__(self, text: str, *, repeatable: bool = False) -> None:
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+        self.repeatable = repeatable
+
+    def __call__(self, r: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> Any:
+        payload = hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))
+        lane = _lane(r)
+        try:
+            return lane.send(payload, self.repeatable)
+        except redis.exceptions.NoScriptError:
+            r.script_load(self.text)  # a restarted or flushed Redis forgot it
+            return lane.send(payload, self.repeatable)
+
+
+class _Lane:
+    """Idle connections of one pool, for this process (a forked child never reuses its parent's)."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._make = pool.connection_class
+        self._kwargs = dict(pool.connection_kwargs)
+        self._idle: deque[AbstractConnection] = deque()
+        self._pid = os.getpid()
+
+    def _take(self) -> AbstractConnection:
+        if self._pid != os.getpid():
+            self._idle, self._pid = deque(), os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._make(**self._kwargs)  # type: ignore[no-any-return]
+
+    def send(self, payload: bytes, repeatable: bool) -> Any:
+        """Send one packed command and read its reply (again on a fresh connection if ``repeatable``)."""
+        for attempt in (1, 2) if repeatable else (2,):
+            conn = self._take()
+            try:
+                conn.send_packed_command([payload])
+                reply = conn.read_response()
+            except redis.exceptions.ResponseError:
+                self._idle.append(conn)  # an error reply leaves the connection in a clean state
+                raise
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                conn.disconnect()
+                self._idle.clear()  # Redis restarted or the network broke: the others are stale too
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                conn.disconnect()  # interrupted mid-reply: the connection's state is unknown
+                raise
+            self._idle.append(conn)
+            return reply
+        raise AssertionError("unreachable")
+
+
+_lanes: weakref.WeakKeyDictionary[redis.ConnectionPool, _Lane] = weakref.WeakKeyDictionary()
+_lanes_lock = threading.Lock()
+
+
+def _lane(r: redis.Redis) -> _Lane:
+    pool = r.connection_pool
+    lane = _lanes.get(pool)
+    if lane is None:
+        with _lanes_lock:
+            lane = _lanes.get(pool)
+            if lane is None:
+                lane = _lanes[pool] = _Lane(pool)
+    return lane

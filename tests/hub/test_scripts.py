@@ -1,0 +1,55 @@
+"""hub.scripts on a real redis-server: loading, error replies, restarts, unix sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from hub import jobs
+from hub.scripts import Script
+from tests.support.procs import RedisServer
+
+INCR = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis", unixsocket=True).start()
+    yield server
+    server.stop()
+
+
+def test_a_script_loads_itself_when_redis_does_not_know_it(redis_conn: redis.Redis) -> None:
+    redis_conn.script_flush()
+    assert INCR(redis_conn, ["hub:test:n"], [2]) == 2
+    redis_conn.script_flush()
+    assert INCR(redis_conn, ["hub:test:n"], [3]) == 5
+
+
+def test_an_error_reply_is_raised_and_the_connection_stays_usable(redis_conn: redis.Redis) -> None:
+    failing = Script("return redis.error_reply('NOPE broken on purpose')")
+    with pytest.raises(redis.ResponseError, match="broken on purpose"):
+        failing(redis_conn, [])
+    assert INCR(redis_conn, ["hub:test:n"], [1]) == 1
+
+
+def test_after_a_redis_restart_only_repeatable_scripts_are_sent_again(own_redis: RedisServer) -> None:
+    conn = redis.Redis.from_url(own_redis.url)
+    repeatable = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])", repeatable=True)
+    assert INCR(conn, ["n"], [1]) == 1 and repeatable(conn, ["n"], [1]) == 2
+    own_redis.restart()  # the idle connections are now stale (no AOF: the key is gone)
+    assert repeatable(conn, ["n"], [5]) == 5
+    own_redis.restart()
+    with pytest.raises(redis.ConnectionError):
+        INCR(conn, ["n"], [1])  # not repeatable: the caller decides
+    assert INCR(conn, ["n"], [1]) == 1  # the stale connections were dropped
+
+
+def test_redis_over_a_unix_socket(own_redis: RedisServer) -> None:
+    conn = jobs.connect(own_redis.socket_url)
+    assert conn.ping()
+    assert INCR(conn, ["n"], [4]) == 4
+    assert int(redis.Redis.from_url(own_redis.url).get("n") or 0) == 4
