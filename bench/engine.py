@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,13 +77,17 @@ rules:
 
 
 def hand_written(fields: dict[str, Any], now: datetime) -> tuple[dict[str, Any], bool]:
-    """What a hand-written integration would do for the same record (same parsing, no framework)."""
+    """What a hand-written integration would do for the same record: the same parsing and the same
+    checks (an email has an @, a phone number is possible), no framework."""
     import phonenumbers
 
     email = str(fields["email"]).strip().lower()
-    phone = phonenumbers.format_number(
-        phonenumbers.parse(str(fields["phone"]), "FR"), phonenumbers.PhoneNumberFormat.E164
-    )
+    if "@" not in email:
+        raise ValueError("not an email address")
+    number = phonenumbers.parse(str(fields["phone"]), "FR")
+    if not phonenumbers.is_possible_number(number):
+        raise ValueError("not a phone number")
+    phone = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     spent = float(fields["nz_spent"])
     cancel = int(fields["nz_cancel"])
     last = datetime.fromisoformat(str(fields["nz_last"]).replace("Z", "+00:00"))
@@ -132,9 +137,9 @@ def bench_per_record(cfg_dir: Path, n: int = 20000) -> None:
     clock.pin(now)
 
     def hub_path() -> int:
-        from hub.mapping.values import _e164
+        from hub.mapping.values import clear_phone_cache
 
-        _e164.cache_clear()  # the hand-written function caches nothing: neither does the measured hub
+        clear_phone_cache()  # the hand-written function caches nothing: neither does the measured hub
         fired = 0
         for rec in records:
             values = complete(mapping, from_system(mapping, "hubspot", rec).values)
@@ -163,10 +168,11 @@ def bench_per_record(cfg_dir: Path, n: int = 20000) -> None:
     clock.pin(None)
 
 
-def bench_end_to_end(cfg_dir: Path, events: int, n_workers: int, batch: int) -> None:
+def bench_end_to_end(cfg_dir: Path, events: int, n_workers: int, batch: int, profile: str | None = None) -> None:
     import logging
 
     import redis
+    from rq.job import Job
     from rq.registry import StartedJobRegistry
 
     from connectors.base import FieldSpec
@@ -215,18 +221,23 @@ def bench_end_to_end(cfg_dir: Path, events: int, n_workers: int, batch: int) -> 
             row["nz_last"] = row["nz_last"].replace("Z", "")[:10]
             rows.append(Write({k: v.strip() if isinstance(v, str) else v for k, v in row.items()}))
         ids = [r.id for r in hsc.upsert_many(Collection("contacts"), rows)]
-        for _ in range(n_workers):
+        for n in range(n_workers):
+            spy = ["py-spy", "record", "-r", "250", "-f", "raw", "-o", f"{profile}.worker{n}.txt", "--"]
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "hub.cli", "worker"],
+                    [*(spy if profile else []), sys.executable, "-m", "hub.cli", "worker"],
                     env=env,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             )
         wait_for(lambda: conn.scard("rq:workers") >= n_workers, timeout=60, what="workers")
+        conn.config_resetstat()
         start = time.perf_counter()
         cpu_self = time.process_time()
+        # Started and idle: what they used so far is start-up (imports), not events.
+        cpu_workers_start = sum(_cpu_seconds(p.pid) for p in procs)
+        cpu_redis_start = _cpu_seconds(redis_server.proc.pid) if redis_server.proc else 0.0
         for k in range(0, len(ids), batch):
             evs = [{"system": "hubspot", "coll": "contacts", "id": x, "kind": "updated"} for x in ids[k : k + batch]]
             jobs.enqueue(conn, "hub.engine.intake.handle_events", "hubspot", evs, queue_name=jobs.QUEUE_HIGH)
@@ -240,10 +251,18 @@ def bench_end_to_end(cfg_dir: Path, events: int, n_workers: int, batch: int) -> 
 
         wait_for(drained, timeout=600, interval=0.05, what="the queues to drain")
         elapsed = time.perf_counter() - start
-        cpu_workers = sum(_cpu_seconds(p.pid) for p in procs)
-        cpu_redis = _cpu_seconds(redis_server.proc.pid) if redis_server.proc else 0.0
+        cpu_workers = sum(_cpu_seconds(p.pid) for p in procs) - cpu_workers_start
+        cpu_redis = (_cpu_seconds(redis_server.proc.pid) if redis_server.proc else 0.0) - cpu_redis_start
         failed = sum(len(jobs.queue(conn, q).failed_job_registry) for q in jobs.QUEUES)
         fired = sum(1 for e in conn.lrange("hub:runs", 0, -1) if json.loads(e).get("decision") == "fired")
+        stats = conn.info("commandstats")
+        per_func: dict[str, list[float]] = {}
+        for q in jobs.QUEUES:
+            done = jobs.queue(conn, q).finished_job_registry.get_job_ids()
+            for job in Job.fetch_many(done, connection=conn, serializer=jobs.HubSerializer):
+                if job is not None and job.started_at and job.ended_at:
+                    spent = (job.ended_at - job.started_at).total_seconds()
+                    per_func.setdefault(job.func_name.rsplit(".", 1)[-1], []).append(spent)
         mcc = MailchimpConnector(env["MAILCHIMP_API_KEY"], conn, host=mc.url)
         members = list(mcc.iterate(Collection(env["MAILCHIMP_LIST_ID"])))
         risk = [m.fields["merge_fields"].get("RISK") for m in members]
@@ -259,13 +278,18 @@ def bench_end_to_end(cfg_dir: Path, events: int, n_workers: int, batch: int) -> 
             f"  CPU: hub workers {cpu_workers:.2f} s ({cpu_workers / events * 1e3:.2f} ms/event), stand-ins "
             f"{stand_ins:.2f} s, redis {cpu_redis:.2f} s — all on the same {cores} cores"
         )
+        print("  time in jobs (wall, both workers): " + ", ".join(
+            f"{name} {len(t)} jobs {sum(t):.2f} s" for name, t in sorted(per_func.items(), key=lambda kv: -sum(kv[1]))))
+        calls = sorted(((v["calls"], k.removeprefix("cmdstat_")) for k, v in stats.items()), reverse=True)
+        top = ", ".join(f"{name} {n / events:.2f}" for n, name in calls[:30])
+        print(f"  Redis commands per event: {sum(n for n, _ in calls) / events:.1f} ({top})")
         print(
             f"  the hub's own CPU per event sustains ≈ {events / cpu_workers * cores:,.0f} events/s on {cores} "
             "cores when the services run elsewhere (as the SaaS do)"
         )
     finally:
         for p in procs:
-            p.terminate()
+            p.send_signal(signal.SIGINT if profile else signal.SIGTERM)  # py-spy writes its file on SIGINT
         for p in procs:
             p.wait(20)
         hs.stop()
@@ -280,6 +304,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="events per webhook job")
     parser.add_argument("--records", type=int, default=20000, help="records for the per-record figure")
     parser.add_argument("--skip-e2e", action="store_true")
+    parser.add_argument("--profile", help="py-spy each worker: PREFIX.workerN.txt (collapsed stacks)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         cfg = Path(d)
@@ -288,7 +313,7 @@ def main() -> None:
         (cfg / "rules.yaml").write_text(RULES)
         bench_per_record(cfg, args.records)
         if not args.skip_e2e:
-            bench_end_to_end(cfg, args.events, args.workers, args.batch)
+            bench_end_to_end(cfg, args.events, args.workers, args.batch, args.profile)
 
 
 if __name__ == "__main__":

@@ -37,13 +37,19 @@ class Script:
         self.repeatable = repeatable
 
     def __call__(self, r: redis.Redis, keys: Sequence[Arg], args: Sequence[Arg] = ()) -> Any:
-        payload = hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))
+        return self.many(r, [(keys, args)])[0]
+
+    def many(self, r: redis.Redis, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]) -> list[Any]:
+        """Several calls in one round trip (pipelined, not atomic), their replies in order."""
+        if not calls:
+            return []
+        payload = b"".join(hiredis.pack_command(("EVALSHA", self.sha, len(k), *k, *a)) for k, a in calls)
         lane = _lane(r)
         try:
-            return lane.send(payload, self.repeatable)
+            return lane.send(payload, len(calls), self.repeatable)
         except redis.exceptions.NoScriptError:
             r.script_load(self.text)  # a restarted or flushed Redis forgot it
-            return lane.send(payload, self.repeatable)
+            return lane.send(payload, len(calls), self.repeatable)
 
 
 class _Lane:
@@ -63,16 +69,21 @@ class _Lane:
         except IndexError:
             return self._make(**self._kwargs)  # type: ignore[no-any-return]
 
-    def send(self, payload: bytes, repeatable: bool) -> Any:
-        """Send one packed command and read its reply (again on a fresh connection if ``repeatable``)."""
+    def send(self, payload: bytes, replies: int, repeatable: bool) -> list[Any]:
+        """Send packed commands and read their ``replies`` (again on a fresh connection if
+        ``repeatable``). The first error reply is raised once every reply has been read."""
         for attempt in (1, 2) if repeatable else (2,):
             conn = self._take()
+            out: list[Any] = []
+            error: redis.exceptions.ResponseError | None = None
             try:
                 conn.send_packed_command([payload])
-                reply = conn.read_response()
-            except redis.exceptions.ResponseError:
-                self._idle.append(conn)  # an error reply leaves the connection in a clean state
-                raise
+                for _ in range(replies):
+                    try:
+                        out.append(conn.read_response())
+                    except redis.exceptions.ResponseError as exc:  # the connection is still in step
+                        error = error or exc
+                        out.append(exc)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                 conn.disconnect()
                 self._idle.clear()  # Redis restarted or the network broke: the others are stale too
@@ -83,7 +94,9 @@ class _Lane:
                 conn.disconnect()  # interrupted mid-reply: the connection's state is unknown
                 raise
             self._idle.append(conn)
-            return reply
+            if error is not None:
+                raise error
+            return out
         raise AssertionError("unreachable")
 
 

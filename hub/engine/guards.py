@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from hub.scripts import Script
+
 DECISION_TTL = 35 * 86400
 
 _DECIDE = """
@@ -57,10 +59,12 @@ class Guarded:
     plan: list[dict[str, Any]]
 
 
+_DECIDE_SCRIPT = Script(_DECIDE, repeatable=True)  # a repeat returns the decision the first one stored
+
+
 class Guards:
     def __init__(self, conn: redis.Redis) -> None:
         self.conn = conn
-        self._decide = conn.register_script(_DECIDE)
 
     def decide(
         self,
@@ -93,7 +97,7 @@ class Guards:
             DECISION_TTL,
             f"{rule_id}:{occurrence}",
         ]
-        raw = json.loads(self._decide(keys=keys, args=args))
+        raw = json.loads(_DECIDE_SCRIPT(self.conn, keys, args))
         return Guarded(bool(raw.get("fire")), str(raw.get("reason", "")), list(raw.get("plan") or []))
 
     def forget(self, rule_id: str, occurrence: str) -> None:

@@ -87,30 +87,37 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     if not writes:
         return {"written": 0, "stale": stale}
     written = connector.upsert_many(coll, writes)
-    links = 0
     outbox = outbox_name()
     now_ms = int(clock.now().timestamp() * 1000)
     id_field = f"{target}_id"
     state.written_many(entity, [(key, target, fps) for key, fps in zip(keys, sent, strict=True)])
-    for key, write, rec in zip(keys, writes, written, strict=True):
-        if write.id == rec.id:
-            continue
-        links += 1
-        item = {
+    links = [
+        {
             "entity": entity,
-            "system": target,
-            "id": rec.id,
-            "kind": "link",
             "key": key,
-            "values": {id_field: rec.id},
-            "at_ms": now_ms,
+            "system": target,
+            "coll_id": coll_id,
+            "record_id": rec.id,
+            "source_ms": now_ms,
+            "fields": [FieldObs(id_field, rec.id, "own")],
+            "outbox": outbox,
+            "item": {
+                "entity": entity,
+                "system": target,
+                "id": rec.id,
+                "kind": "link",
+                "key": key,
+                "values": {id_field: rec.id},
+                "at_ms": now_ms,
+            },
         }
-        state.apply(
-            entity, key, target, coll_id, rec.id, now_ms, [FieldObs(id_field, rec.id, "own")], outbox=outbox, item=item
-        )
+        for key, write, rec in zip(keys, writes, written, strict=True)
+        if write.id != rec.id  # created there: remember its id (in the systems too, where mapped)
+    ]
     if links:
+        state.apply_many(links)
         drain(rt, outbox)
-    return {"written": len(written), "stale": stale, "linked": links}
+    return {"written": len(written), "stale": stale, "linked": len(links)}
 
 
 @hub_job

@@ -178,16 +178,29 @@ def with_computed(
 ) -> dict[str, Any]:
     """Fill computed fields: aggregates first (live if no system stores them; from ``related``,
     {entity: {join value: records}}, when the caller loaded them in bulk), then expressions."""
-    from hub.engine.compute import aggregate
+    aggregates, computed = _derived(mapping)
+    if aggregates and rt is not None:
+        from hub.engine.compute import aggregate
 
-    for name, fd in mapping.fields.items():
-        if fd.aggregate is not None and record.get(name) is None and rt is not None:
-            groups = (related or {}).get((fd.aggregate.entity, fd.aggregate.join))
-            record[name] = aggregate(rt, mapping, fd, record, groups)
-    for name, fd in mapping.fields.items():
-        if fd.compute is not None or fd.template is not None:
-            record[name] = _computed_value(fd, record, name)
+        for name, fd in aggregates:
+            if record.get(name) is None:
+                groups = (related or {}).get((fd.aggregate.entity, fd.aggregate.join))  # type: ignore[union-attr]
+                record[name] = aggregate(rt, mapping, fd, record, groups)
+    for name, fd in computed:
+        record[name] = _computed_value(fd, record, name)
     return record
+
+
+def _derived(mapping: Mapping) -> tuple[list[tuple[str, FieldDef]], list[tuple[str, FieldDef]]]:
+    """The mapping's aggregate and expression fields, in order (looked up once per mapping)."""
+    cached = mapping.__dict__.get("_derived")
+    if cached is None:
+        cached = (
+            [(n, fd) for n, fd in mapping.fields.items() if fd.aggregate is not None],
+            [(n, fd) for n, fd in mapping.fields.items() if fd.compute is not None or fd.template is not None],
+        )
+        object.__setattr__(mapping, "_derived", cached)  # a plain cache beside the model's fields
+    return cached  # type: ignore[no-any-return]
 
 
 def _computed_value(fd: FieldDef, record: dict[str, Any], name: str) -> Any:

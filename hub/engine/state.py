@@ -23,10 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 
 from hub.errors import TransientError
 from hub.mapping.values import to_json
+from hub.scripts import Script
 
 STATE_TTL = 400 * 86400  # a record untouched for this long is forgotten (re-seen as new)
 OUTBOX_TTL = 7 * 86400
@@ -182,23 +184,47 @@ class Applied:
     conflicts: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _apply_call(
+    entity: str,
+    key: str,
+    system: str,
+    coll_id: str,
+    record_id: str,
+    source_ms: int,
+    fields: Sequence[FieldObs],
+    *,
+    outbox: str = "",
+    item: dict[str, Any] | None = None,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one _APPLY."""
+    payload = [
+        [f.name, fingerprint(f.value), f.mode, orjson.dumps(to_json(f.value)).decode() if f.tracked else False]
+        for f in fields
+    ]
+    keys = [state_key(entity, key), index_key(system, coll_id, record_id), outbox]
+    args = [system, record_id, source_ms, orjson.dumps(payload), orjson.dumps(item or {}), key, STATE_TTL, OUTBOX_TTL]
+    return keys, args
+
+
 def _decode_applied(raw: dict[str, Any]) -> Applied:
     changed = []
     for name, old, had in raw.get("changed") or []:
-        changed.append((name, json.loads(old) if old else None, bool(had)))
+        changed.append((name, orjson.loads(old) if old else None, bool(had)))
     conflicts = [(n, r) for n, r in (raw.get("conflicts") or [])]
     return Applied(bool(raw.get("created")), int(raw.get("version") or 0), changed, conflicts)
 
 
+_APPLY_SCRIPT = Script(_APPLY)
+_DELETE_SCRIPT = Script(_DELETE)
+_LOCK_ALL_SCRIPT = Script(_LOCK_ALL, repeatable=True)  # a repeat finds its own locks taken and waits them out
+_UNLOCK_ALL_SCRIPT = Script(_UNLOCK_ALL, repeatable=True)
+
+
 class RecordState:
-    """The Redis side of sync for one process (scripts registered once)."""
+    """The Redis side of sync for one process."""
 
     def __init__(self, conn: redis.Redis) -> None:
         self.conn = conn
-        self._apply = conn.register_script(_APPLY)
-        self._delete = conn.register_script(_DELETE)
-        self._lock_all = conn.register_script(_LOCK_ALL)
-        self._unlock_all = conn.register_script(_UNLOCK_ALL)
 
     def apply(
         self,
@@ -212,39 +238,15 @@ class RecordState:
         *,
         outbox: str = "",
         item: dict[str, Any] | None = None,
-        client: Any = None,
-    ) -> Applied | None:
-        """Apply one system's view of a record (see the module docstring). With ``client`` (a
-        pipeline) the call is queued there and its result comes from :meth:`apply_many`."""
-        payload = [
-            [f.name, fingerprint(f.value), f.mode, json.dumps(to_json(f.value)) if f.tracked else False] for f in fields
-        ]
-        raw = self._apply(
-            keys=[state_key(entity, key), index_key(system, coll_id, record_id), outbox],
-            args=[
-                system,
-                record_id,
-                source_ms,
-                json.dumps(payload),
-                json.dumps(item or {}),
-                key,
-                STATE_TTL,
-                OUTBOX_TTL,
-            ],
-            client=client,
-        )
-        if client is not None:
-            return None
-        return _decode_applied(json.loads(raw))
+    ) -> Applied:
+        """Apply one system's view of a record (see the module docstring)."""
+        call = _apply_call(entity, key, system, coll_id, record_id, source_ms, fields, outbox=outbox, item=item)
+        return _decode_applied(orjson.loads(_APPLY_SCRIPT(self.conn, *call)))
 
     def apply_many(self, calls: Sequence[dict[str, Any]]) -> list[Applied]:
         """Several :meth:`apply` calls (keyword arguments each) in one round trip, in order."""
-        if not calls:
-            return []
-        with self.conn.pipeline(transaction=False) as pipe:
-            for call in calls:
-                self.apply(**call, client=pipe)
-            return [_decode_applied(json.loads(raw)) for raw in pipe.execute()]
+        replies = _APPLY_SCRIPT.many(self.conn, [_apply_call(**call) for call in calls])
+        return [_decode_applied(orjson.loads(raw)) for raw in replies]
 
     def snapshot(self, entity: str, keys: Sequence[str]) -> dict[str, dict[str, str]]:
         """The bookkeeping of many records in one round trip: {key: {"f:x": fp, "id:hubspot": id, ...}}."""
@@ -278,7 +280,7 @@ class RecordState:
         if key is None:
             return None
         skey = state_key(entity, key.decode())
-        out = self._delete(keys=[outbox, idx, skey], args=[system, json.dumps(item or {}), OUTBOX_TTL])
+        out = _DELETE_SCRIPT(self.conn, [outbox, idx, skey], [system, orjson.dumps(item or {}), OUTBOX_TTL])
         return out.decode() if out else None
 
     def ids(self, entity: str, key: str) -> dict[str, str]:
@@ -318,7 +320,7 @@ class RecordState:
             return
         deadline = time.monotonic() + wait
         delay = 0.002
-        while not self._lock_all(keys=keys, args=[token, ttl_ms]):
+        while not _LOCK_ALL_SCRIPT(self.conn, keys, [token, ttl_ms]):
             if time.monotonic() > deadline:
                 raise TransientError(f"{len(keys)} record(s) locked by another worker", retry_after=1)
             time.sleep(delay)
@@ -326,8 +328,8 @@ class RecordState:
         try:
             yield
         finally:
-            self._unlock_all(keys=keys, args=[token])
+            _UNLOCK_ALL_SCRIPT(self.conn, keys, [token])
 
     # -- outbox ---------------------------------------------------------------------------------
     def outbox(self, name: str) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.conn.lrange(name, 0, -1)]
+        return [orjson.loads(x) for x in self.conn.lrange(name, 0, -1)]

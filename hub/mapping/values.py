@@ -7,7 +7,6 @@ bool from the many spellings systems use; enum → one of the declared values.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -114,14 +113,29 @@ def _date(value: Any, tz: str | None) -> date:
     raise ValueProblem(f"expected a date like 2026-01-14 or 14/01/2026, got {value!r}")
 
 
+_PHONES: dict[tuple[str, str | None], str] = {}
+_PHONES_MAX = 8192
+
+
 def phone_e164(value: Any, region: str | None) -> str:
-    return _e164(str(value).strip(), region)
-
-
-@functools.lru_cache(maxsize=4096)
-def _e164(text: str, region: str | None) -> str:
     """Parsing a number is the costliest value conversion, and the same numbers come back with every
-    change of their record: remember the last few thousand."""
+    change of their record (raw from a system, then in the hub's own E.164 form): remember both."""
+    text = str(value).strip()
+    known = _PHONES.get((text, region))
+    if known is None:
+        known = _parse_e164(text, region)
+        if len(_PHONES) >= _PHONES_MAX:
+            _PHONES.clear()
+        _PHONES[(text, region)] = known
+        _PHONES[(known, region)] = known  # an E.164 number parses to itself
+    return known
+
+
+def clear_phone_cache() -> None:
+    _PHONES.clear()
+
+
+def _parse_e164(text: str, region: str | None) -> str:
     try:
         parsed = phonenumbers.parse(text, (region or "").upper() or None)
     except phonenumbers.NumberParseException:
