@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 _pinned: datetime | None = None
+_from_env: tuple[str, datetime] | None = None  # HUB_NOW as last parsed (read on every now())
 
 
 def parse_instant(text: str) -> datetime:
@@ -32,9 +33,12 @@ def now() -> datetime:
     """Current instant: the pinned one if any, else ``HUB_NOW``, else the system clock."""
     if _pinned is not None:
         return _pinned
+    global _from_env
     env = os.environ.get("HUB_NOW")
     if env:
-        return parse_instant(env)
+        if _from_env is None or _from_env[0] != env:
+            _from_env = (env, parse_instant(env))
+        return _from_env[1]
     return datetime.now(UTC)
 
 

@@ -36,6 +36,8 @@ OUTBOX_TTL = 7 * 86400
 
 def fingerprint(value: Any) -> str:
     """A short digest of a canonical value (Redis keeps digests, never values)."""
+    if type(value) is str:  # the common case first: one per field of every record read
+        return hashlib.sha1(('"' + value).encode()).hexdigest()[:16]
     plain = value if isinstance(value, str | bool | int) or value is None else to_json(value)
     if isinstance(plain, str):
         text = '"' + plain  # the common case (dates included, as ISO text), without a JSON round trip

@@ -74,12 +74,17 @@ def tracked_fields(cfg: Config, entity: str) -> set[str]:
 
 
 def field_mode(mapping: Mapping, name: str, system: str) -> str:
-    owner = mapping.owner_of(name)
-    if owner is None:
-        return "shared"
-    if owner == system:
-        return "own"
-    return f"deny:{owner}"
+    """How ``system``'s value of a field counts: ``own``, ``shared`` or ``deny:<owner>`` (per record
+    and field on the sync path: remembered per mapping)."""
+    modes: dict[tuple[str, str], str] | None = mapping.__dict__.get("_modes")
+    if modes is None:
+        modes = {}
+        object.__setattr__(mapping, "_modes", modes)  # a plain cache beside the model's fields
+    mode = modes.get((name, system))
+    if mode is None:
+        owner = mapping.owner_of(name)
+        mode = modes[(name, system)] = "shared" if owner is None else "own" if owner == system else f"deny:{owner}"
+    return mode
 
 
 def outbox_name() -> str:

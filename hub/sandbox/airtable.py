@@ -17,12 +17,12 @@ Run alone: ``python -m hub.sandbox.airtable --port 8701 --data ./.sandbox`` prin
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from flask import Flask, Response, request
 
 from hub.sandbox.airtable_fields import NOT_PRIMARY, AirtableError, build_field, choices
@@ -45,7 +45,7 @@ def not_unique() -> AirtableError:
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+    return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
 def _error(exc: AirtableError) -> Response:

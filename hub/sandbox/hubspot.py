@@ -11,7 +11,6 @@ the ``export NAME=value`` lines a hub needs.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
@@ -152,7 +152,7 @@ class HubSpotStandIn(StandIn):
 
     @staticmethod
     def _json(payload: Any, status: int) -> Response:
-        return Response(json.dumps(payload), status=status, mimetype="application/json")
+        return Response(orjson.dumps(payload), status=status, mimetype="application/json")
 
     # -- auth and rate limits -------------------------------------------------------------------
     def _authenticate(self) -> Response | None:

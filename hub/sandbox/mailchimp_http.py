@@ -7,13 +7,14 @@ import json
 import uuid
 from typing import Any
 
+import orjson
 from flask import Response, request
 
 from hub.sandbox.mailchimp_model import ERROR_TYPE, MAX_COUNT, Problem, invalid
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, content_type="application/json; charset=utf-8")
+    return Response(orjson.dumps(body), status=status, content_type="application/json; charset=utf-8")
 
 
 def no_content() -> Response:
