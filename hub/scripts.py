@@ -1,4 +1,4 @@
-"""Lua scripts on the hot paths: one EVALSHA each, without redis-py's per-command cost.
+"""Lua scripts and command batches on the hot paths, without redis-py's per-command cost.
 
 On a webhook request or a sync batch, redis-py's command path (pool bookkeeping and telemetry,
 argument checks, the retry wrapper, ``Script``'s isinstance against a typing Protocol) costs
@@ -50,6 +50,15 @@ class Script:
         except redis.exceptions.NoScriptError:
             r.script_load(self.text)  # a restarted or flushed Redis forgot it
             return lane.send(payload, len(calls), self.repeatable)
+
+
+def pipeline(r: redis.Redis, commands: Sequence[Sequence[Arg]]) -> list[Any]:
+    """Plain commands in one round trip (not atomic), raw replies in order: bytes, ints, lists, and
+    for a hash a dict (RESP3) or a flat list (RESP2). For the hot paths that send many at once."""
+    if not commands:
+        return []
+    payload = b"".join(hiredis.pack_command(tuple(c)) for c in commands)
+    return _lane(r).send(payload, len(commands), False)
 
 
 class _Lane:

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from hub import scripts
 from hub.engine.entities import key_hash
 
 ALL = "hub:runs"
@@ -60,16 +61,9 @@ class Buffer:
                 lists.setdefault(name, []).append(text)
                 caps[name] = cap
         names = list(lists)
-        with self.conn.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.lpush(name, *lists[name])
-            lengths = pipe.execute()
-        over = [(n, caps[n]) for n, length in zip(names, lengths, strict=True) if length > caps[n]]
-        if over:
-            with self.conn.pipeline(transaction=False) as pipe:
-                for name, cap in over:
-                    pipe.ltrim(name, 0, cap - 1)
-                pipe.execute()
+        lengths = scripts.pipeline(self.conn, [("LPUSH", name, *lists[name]) for name in names])
+        over = [("LTRIM", n, 0, caps[n] - 1) for n, length in zip(names, lengths, strict=True) if length > caps[n]]
+        scripts.pipeline(self.conn, over)
         self.entries = []
 
 

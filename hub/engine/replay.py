@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from hub import scripts
 from hub.config.loader import Config
 from hub.engine import evaluate
 from hub.engine.entities import key_hash
@@ -25,19 +26,24 @@ CAP = 10000
 
 
 def remember(conn: redis.Redis, events: list[dict[str, Any]], at: datetime) -> None:
-    with conn.pipeline(transaction=False) as pipe:
-        for ev in events:
-            entry = {
-                "at": to_json(at),
+    if not events:
+        return
+    stamp = to_json(at)
+    entries = [
+        json.dumps(
+            {
+                "at": stamp,
                 "entity": ev["entity"],
                 "key": ev.get("key"),
                 "kind": ev["kind"],
                 "changed": sorted(ev.get("changes") or {}),
                 "occurrence": ev.get("occurrence"),
             }
-            pipe.lpush(RECENT, json.dumps(entry))
-        pipe.ltrim(RECENT, 0, CAP - 1)
-        pipe.execute()
+        )
+        for ev in events
+    ]
+    # One push (newest at the head, as one push each would leave them), then the cap.
+    scripts.pipeline(conn, [("LPUSH", RECENT, *entries), ("LTRIM", RECENT, 0, CAP - 1)])
 
 
 def recent(conn: redis.Redis, since: datetime) -> list[dict[str, Any]]:

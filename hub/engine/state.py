@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import redis
 
+from hub import scripts
 from hub.errors import TransientError
 from hub.mapping.values import to_json
 from hub.scripts import Script
@@ -129,8 +130,10 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[7])
 local result = cjson.encode({created = not existed, version = ver, changed = changed, conflicts = conflicts})
 if KEYS[3] ~= '' and (#changed > 0 or #conflicts > 0 or not existed) then
-  redis.call('RPUSH', KEYS[3], cjson.encode({item = cjson.decode(ARGV[5]), result = cjson.decode(result)}))
-  redis.call('EXPIRE', KEYS[3], ARGV[8])
+  -- The item is JSON already: spliced in as is, not decoded and encoded again.
+  if redis.call('RPUSH', KEYS[3], '{"item":' .. ARGV[5] .. ',"result":' .. result .. '}') == 1 then
+    redis.call('EXPIRE', KEYS[3], ARGV[8])
+  end
 end
 return result
 """
@@ -208,6 +211,14 @@ def _apply_call(
     return keys, args
 
 
+def _pairs(raw: dict[bytes, bytes] | list[bytes]) -> dict[str, str]:
+    """A hash as Redis sends it (a map in RESP3, field, value, field... in RESP2) as text."""
+    if isinstance(raw, dict):
+        return {f.decode(): v.decode() for f, v in raw.items()}
+    it = iter(raw)
+    return {f.decode(): v.decode() for f, v in zip(it, it, strict=True)}
+
+
 def _decode_applied(raw: dict[str, Any]) -> Applied:
     changed = []
     for name, old, had in raw.get("changed") or []:
@@ -252,19 +263,17 @@ class RecordState:
 
     def snapshot(self, entity: str, keys: Sequence[str]) -> dict[str, dict[str, str]]:
         """The bookkeeping of many records in one round trip: {key: {"f:x": fp, "id:hubspot": id, ...}}."""
-        with self.conn.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(state_key(entity, key))
-            raw = pipe.execute()
-        return {k: {f.decode(): v.decode() for f, v in r.items()} for k, r in zip(keys, raw, strict=True)}
+        raw = scripts.pipeline(self.conn, [("HGETALL", state_key(entity, key)) for key in keys])
+        return {k: _pairs(flat) for k, flat in zip(keys, raw, strict=True)}
 
     def written_many(self, entity: str, writes: Sequence[tuple[str, str, dict[str, str]]]) -> None:
         """:meth:`written` for many records at once: (key, system, fingerprints)."""
-        with self.conn.pipeline(transaction=False) as pipe:
-            for key, system, fps in writes:
-                if fps:
-                    pipe.hset(state_key(entity, key), mapping={f"s:{system}:{n}": fp for n, fp in fps.items()})
-            pipe.execute()
+        commands = []
+        for key, system, fps in writes:
+            if fps:
+                flat = [part for n, fp in fps.items() for part in (f"s:{system}:{n}", fp)]
+                commands.append(("HSET", state_key(entity, key), *flat))
+        scripts.pipeline(self.conn, commands)
 
     def delete(
         self,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from hub import jobs
+from hub import jobs, scripts
 from hub.scripts import Script
 from tests.support.procs import RedisServer
 
@@ -53,3 +53,12 @@ def test_redis_over_a_unix_socket(own_redis: RedisServer) -> None:
     assert conn.ping()
     assert INCR(conn, ["n"], [4]) == 4
     assert int(redis.Redis.from_url(own_redis.url).get("n") or 0) == 4
+
+
+def test_plain_commands_in_one_round_trip_answer_in_order(redis_conn: redis.Redis) -> None:
+    replies = scripts.pipeline(redis_conn, [("HSET", "hub:test:h", "a", "1", "b", "2"), ("HGETALL", "hub:test:h")])
+    flat = replies[1] if isinstance(replies[1], list) else [x for kv in replies[1].items() for x in kv]
+    assert replies[0] == 2 and sorted(flat) == [b"1", b"2", b"a", b"b"]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        scripts.pipeline(redis_conn, [("HSET", "hub:test:h", "c", "3"), ("INCR", "hub:test:h")])
+    assert scripts.pipeline(redis_conn, [("HGET", "hub:test:h", "c")]) == [b"3"]  # read every reply: still in step
