@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import redis
 
 from hub.errors import RateLimited
+from hub.scripts import Script
 
 # Book the next slot. KEYS[1]: the "theoretical arrival time" (seconds, float, as a string).
 # ARGV[1]: interval between slots; ARGV[2]: seconds the key may outlive its last slot.
@@ -58,6 +59,10 @@ end
 return 0
 """
 
+_BOOK_SCRIPT = Script(_BOOK)
+_PENALIZE_SCRIPT = Script(_PENALIZE)
+_LEASE_SCRIPT = Script(_LEASE)
+
 
 class RateGovernor:
     """At most ``rate`` requests per ``per`` seconds for one quota (a base, a token, an endpoint).
@@ -86,8 +91,6 @@ class RateGovernor:
         self.tolerance = max(per * margin / 2, 0.002)
         self.max_wait = max_wait
         self._sleep = sleep
-        self._book = conn.register_script(_BOOK)
-        self._penalize = conn.register_script(_PENALIZE)
 
     def acquire(self) -> float:
         """Book a slot and sleep until it; returns the seconds waited.
@@ -98,7 +101,7 @@ class RateGovernor:
         waited = 0.0
         for _ in range(8):
             booked = time.monotonic()
-            wait = float(self._book(keys=[self.key], args=[f"{self.interval:.6f}", "60"]))
+            wait = float(_BOOK_SCRIPT(self.conn, [self.key], [f"{self.interval:.6f}", "60"]))
             if wait > self.max_wait:
                 raise RateLimited(f"quota {self.key} is booked {wait:.0f}s ahead", retry_after=wait)
             if wait > 0:
@@ -111,7 +114,7 @@ class RateGovernor:
 
     def penalize(self, seconds: float) -> None:
         """Nobody sends before ``seconds`` from now (honours a 429's Retry-After or penalty)."""
-        self._penalize(keys=[self.key], args=[f"{max(seconds, 0.0):.6f}"])
+        _PENALIZE_SCRIPT(self.conn, [self.key], [f"{max(seconds, 0.0):.6f}"])
 
 
 class ConcurrencyGovernor:
@@ -135,13 +138,12 @@ class ConcurrencyGovernor:
         self.lease = lease
         self.poll = poll
         self.max_wait = max_wait
-        self._lease = conn.register_script(_LEASE)
 
     @contextmanager
     def slot(self) -> Iterator[None]:
         token = uuid.uuid4().hex
         deadline = time.monotonic() + self.max_wait
-        while not self._lease(keys=[self.key], args=[self.limit, token, self.lease]):
+        while not _LEASE_SCRIPT(self.conn, [self.key], [self.limit, token, self.lease]):
             if time.monotonic() > deadline:
                 raise RateLimited(f"no free connection slot for {self.key} in {self.max_wait:.0f}s")
             time.sleep(self.poll)

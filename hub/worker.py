@@ -103,7 +103,8 @@ def run(
         len(cfg.rules),
         len(cfg.refused_rules),
     )
-    from hub.engine import waits
+    runtime.preload()
+    from hub.engine import intake, propagate, rules, waits  # noqa: F401 (imported before the first job)
 
     reap_orphans(runtime.redis, queue_names)
     released = waits.release(runtime.redis)  # waits that came due while no worker ran: fire them now (once)
