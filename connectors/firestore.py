@@ -21,6 +21,7 @@ Choices that matter to callers:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -281,8 +282,11 @@ class FirestoreConnector:
                 value = w.fields[w.match]
                 if value in known:
                     plan.append((target.document(known[value]), False))
-                else:  # later writes with the same value in this call land on this new document
-                    ref = target.document()
+                else:
+                    # A new document named after the value: two workers creating the same record
+                    # at once (both found no match) write one document, not two. Later writes with
+                    # the same value in this call land on it too.
+                    ref = target.document(match_doc_id(w.match, value))
                     known[value] = ref.id
                     plan.append((ref, True))
             else:
@@ -327,7 +331,9 @@ class FirestoreConnector:
 
             def fill(wb: Any, batch: list[Any] = batch) -> None:
                 for w, (ref, created) in batch:
-                    wb.set(ref, self._stamped(w.fields), merge=not created)
+                    # Merged unless the id is a fresh random one: a document named after its match
+                    # value may have been created by a concurrent write an instant ago.
+                    wb.set(ref, self._stamped(w.fields), merge=not created or w.match is not None)
 
             for (w, (ref, created)), result in zip(batch, self._commit(coll, fill), strict=True):
                 fields = plain(dict(w.fields))
@@ -369,6 +375,11 @@ class FirestoreConnector:
             resume_token=resume_token,
             label=str(coll),
         )
+
+
+def match_doc_id(field: str, value: Any) -> str:
+    """The id of a document the hub creates for ``field == value`` (a digest: values are personal)."""
+    return "hub-" + hashlib.sha256(f"{field}\x1f{value}".encode()).hexdigest()[:24]
 
 
 def connect(settings: Settings, conn: redis.Redis | None = None, **options: Any) -> FirestoreConnector:

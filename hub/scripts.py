@@ -27,8 +27,9 @@ Arg = str | bytes | int | float
 class Script:
     """A Lua script, called as ``script(conn, keys, args)``; loaded into Redis when it is missing.
 
-    ``repeatable``: running it twice does no harm (it checks before it writes), so a call whose
-    connection broke is sent again once on a fresh connection instead of failing.
+    ``repeatable``: running it twice does no harm (it checks before it writes), so a call is sent
+    again once on a fresh connection whenever its connection broke or timed out, not only when an
+    idle connection had gone stale.
     """
 
     def __init__(self, text: str, *, repeatable: bool = False) -> None:
@@ -70,19 +71,22 @@ class _Lane:
         self._idle: deque[AbstractConnection] = deque()
         self._pid = os.getpid()
 
-    def _take(self) -> AbstractConnection:
+    def _take(self) -> tuple[AbstractConnection, bool]:
+        """A connection, and whether it was used before (it may have gone stale since)."""
         if self._pid != os.getpid():
             self._idle, self._pid = deque(), os.getpid()
         try:
-            return self._idle.pop()
+            return self._idle.pop(), True
         except IndexError:
-            return self._make(**self._kwargs)  # type: ignore[no-any-return]
+            return self._make(**self._kwargs), False
 
     def send(self, payload: bytes, replies: int, repeatable: bool) -> list[Any]:
-        """Send packed commands and read their ``replies`` (again on a fresh connection if
-        ``repeatable``). The first error reply is raised once every reply has been read."""
-        for attempt in (1, 2) if repeatable else (2,):
-            conn = self._take()
+        """Send packed commands and read their ``replies``; the first error reply is raised once
+        every reply has been read. A connection that broke is replaced and the batch sent once
+        more when the broken one was an idle one (Redis restarted or dropped it meanwhile: what
+        was sent never ran, as redis-py assumes too) or when the batch is ``repeatable``."""
+        for attempt in (1, 2):
+            conn, reused = self._take()
             out: list[Any] = []
             error: redis.exceptions.ResponseError | None = None
             try:
@@ -93,10 +97,15 @@ class _Lane:
                     except redis.exceptions.ResponseError as exc:  # the connection is still in step
                         error = error or exc
                         out.append(exc)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            except redis.exceptions.ConnectionError:
                 conn.disconnect()
                 self._idle.clear()  # Redis restarted or the network broke: the others are stale too
-                if attempt == 2:
+                if attempt == 2 or not (reused or repeatable):
+                    raise
+                continue
+            except redis.exceptions.TimeoutError:
+                conn.disconnect()  # Redis may still be running it: only a repeatable batch goes again
+                if attempt == 2 or not repeatable:
                     raise
                 continue
             except BaseException:

@@ -123,16 +123,6 @@ redis.call('SADD', KEYS[nb + 3], KEYS[nb + 2])
 return -1
 """
 _ACCEPT = Script(_SCRIPT, repeatable=True)  # a repeat finds its own keys seen and writes nothing
-_templates: dict[tuple[str, str], jobs.JobTemplate] = {}
-
-
-def _template(r: redis.Redis, job: str, queue_name: str) -> jobs.JobTemplate:
-    tpl = _templates.get((job, queue_name))
-    if tpl is None:
-        tpl = _templates[(job, queue_name)] = jobs.JobTemplate(r, job, queue_name)
-    return tpl
-
-
 def _try_accept(
     r: redis.Redis, tpl: jobs.JobTemplate, provider: str, events: list[dict[str, Any]], keys: list[str],
     extra: dict[str, Any],
@@ -168,7 +158,7 @@ def accept_on(
     Needs no Flask app: the Firestore listener calls it from its own process."""
     if len(events) != len(keys):
         raise ValueError("one de-duplication key per event")
-    tpl = _template(r, job, queue_name)
+    tpl = jobs.template(r, job, queue_name)
     todo = list(range(len(keys)))
     if len(set(keys)) < len(keys):  # the same event twice in one delivery: its first copy counts
         first: dict[str, int] = {}

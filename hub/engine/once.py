@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from hub import scripts
 from hub.errors import TransientError
 
 DONE_TTL = 35 * 86400
@@ -58,7 +59,7 @@ def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None
     """Run ``fn`` unless it already ran for ``key``. Returns ("done" | "already", result)."""
     name = f"hub:act:{key}"
     token = f"run:{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
-    if not conn.set(name, token, nx=True, px=LEASE_MS):
+    if not scripts.pipeline(conn, [("SET", name, token, "NX", "PX", LEASE_MS)])[0]:
         raw = conn.get(name)
         if raw is not None and raw.startswith(b"done:"):
             return "already", json.loads(raw[5:])
@@ -77,5 +78,5 @@ def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None
         if conn.get(name) == token.encode():
             conn.delete(name)
         raise
-    conn.set(name, "done:" + json.dumps(result, default=str), ex=DONE_TTL)
+    scripts.pipeline(conn, [("SET", name, "done:" + json.dumps(result, default=str), "EX", DONE_TTL)])
     return "done", result

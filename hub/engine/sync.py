@@ -308,20 +308,19 @@ def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]
             record_events.append(_record_event(item, result, kind, changes))
     record_events = _merged(record_events)
     with rt.redis.pipeline(transaction=True) as pipe:
-        pipe.multi()  # explicit: rq's enqueue(pipeline=...) expects a transaction already open
         for (entity, target), items in pushes.items():
-            jobs.enqueue(rt.redis, PROPAGATE_JOB, entity, target, items, pipeline=pipe)
+            jobs.push(pipe, rt.redis, PROPAGATE_JOB, entity, target, items)
             counts["propagations"] += len(items)
         if record_events and run_rules:
-            jobs.enqueue(rt.redis, RULES_JOB, record_events, pipeline=pipe)
+            jobs.push(pipe, rt.redis, RULES_JOB, record_events)
         counts["record_events"] += len(record_events)
         for entity, keys in recompute.items():
-            jobs.enqueue(rt.redis, RECOMPUTE_JOB, entity, sorted(keys), queue_name=jobs.QUEUE_LOW, pipeline=pipe)
+            jobs.push(pipe, rt.redis, RECOMPUTE_JOB, entity, sorted(keys), queue_name=jobs.QUEUE_LOW)
         for c in conflicts:
             pipe.lpush("hub:conflicts", json.dumps(c))
         if conflicts:
             pipe.ltrim("hub:conflicts", 0, 9999)
-            jobs.enqueue(rt.redis, "hub.engine.propagate.repair", conflicts, pipeline=pipe)
+            jobs.push(pipe, rt.redis, "hub.engine.propagate.repair", conflicts)
         pipe.delete(outbox)
         pipe.execute()
     return counts

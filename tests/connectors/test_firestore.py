@@ -136,6 +136,21 @@ def test_match_updates_the_existing_document_or_creates_one(firestore: Firestore
     assert bob.fields["city"] == "Embrun" and bob.fields["phone"] == "+33611111111"
 
 
+def test_two_clients_creating_the_same_record_at_once_make_one_document(firestore: FirestoreConnector) -> None:  # noqa: F811
+    """Two workers propagate a new record at the same moment: both find no match, both create."""
+    other = other_client(firestore)
+    for n in range(3):
+        email = f"race{n}@example.com"
+        plans = [c._resolve(CLIENTS, [Write({"email": email}, match="email")]) for c in (firestore, other)]
+        assert all(created for plan in plans for _, created in plan)  # neither saw the other's document
+        assert plans[0][0][0].id == plans[1][0][0].id  # ...and both would create the same one
+        firestore.upsert_many(CLIENTS, [Write({"email": email, "city": "Istres"}, match="email")])
+        other.upsert_many(CLIENTS, [Write({"email": email, "phone": "+33600000000"}, match="email")])
+        [doc] = firestore.find(CLIENTS, "email", email)
+        assert doc.fields["city"] == "Istres" and doc.fields["phone"] == "+33600000000"
+    other.close()
+
+
 def test_match_queries_use_in_filters_of_30(firestore: FirestoreConnector) -> None:  # noqa: F811
     firestore.upsert_many(CLIENTS, [Write({"email": f"u{i}@example.com"}) for i in range(70)])
     firestore.counts.clear()

@@ -36,16 +36,18 @@ def test_an_error_reply_is_raised_and_the_connection_stays_usable(redis_conn: re
     assert INCR(redis_conn, ["hub:test:n"], [1]) == 1
 
 
-def test_after_a_redis_restart_only_repeatable_scripts_are_sent_again(own_redis: RedisServer) -> None:
+def test_after_a_redis_restart_stale_connections_are_replaced(own_redis: RedisServer) -> None:
     conn = redis.Redis.from_url(own_redis.url)
     repeatable = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])", repeatable=True)
     assert INCR(conn, ["n"], [1]) == 1 and repeatable(conn, ["n"], [1]) == 2
     own_redis.restart()  # the idle connections are now stale (no AOF: the key is gone)
-    assert repeatable(conn, ["n"], [5]) == 5
-    own_redis.restart()
+    assert INCR(conn, ["n"], [5]) == 5  # sent again on a new connection: the stale one never ran it
+    assert scripts.pipeline(conn, [("INCR", "n")]) == [6]
+    own_redis.stop()
     with pytest.raises(redis.ConnectionError):
-        INCR(conn, ["n"], [1])  # not repeatable: the caller decides
-    assert INCR(conn, ["n"], [1]) == 1  # the stale connections were dropped
+        INCR(conn, ["n"], [1])  # Redis is really gone: the caller hears it
+    own_redis.start()
+    assert INCR(conn, ["n"], [1]) == 1
 
 
 def test_redis_over_a_unix_socket(own_redis: RedisServer) -> None:
