@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.base import Record
 from hub.config.mapping import FieldDef, Mapping
@@ -108,8 +108,7 @@ def encode(system: str, fd: FieldDef, value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class _Read:
+class _Read(NamedTuple):
     """How to read one canonical field from a system record (built once per mapping and system)."""
 
     name: str
@@ -163,20 +162,20 @@ def from_system(mapping: Mapping, system: str, record: Record, *, region: str | 
     data = record.fields
     out: dict[str, Any] = {f"{system}_id": record.id}
     problems: list[Problem] = []
-    for r in _plan(mapping, system, region):
-        raw = get_path(data, r.path) if r.nested else data.get(r.path, _MISSING)
-        if raw is _MISSING or raw is None or raw == "" or (not r.is_text and isinstance(raw, str) and not raw.strip()):
-            out[r.name] = r.empty
+    for name, path, nested, convert, empty, reverse, is_bool, is_text in _plan(mapping, system, region):
+        raw = get_path(data, path) if nested else data.get(path, _MISSING)
+        if raw is _MISSING or raw is None or raw == "" or (not is_text and isinstance(raw, str) and not raw.strip()):
+            out[name] = empty
             continue
-        if r.reverse is not None:
-            raw = r.reverse.get(str(raw), raw)
-            if r.is_bool and isinstance(raw, str) and raw.lower() in ("true", "false"):
+        if reverse is not None:
+            raw = reverse.get(str(raw), raw)
+            if is_bool and isinstance(raw, str) and raw.lower() in ("true", "false"):
                 raw = raw.lower() == "true"
         try:
-            out[r.name] = r.convert(raw)
+            out[name] = convert(raw)
         except ValueProblem as exc:
-            out[r.name] = None
-            problems.append(Problem(r.name, system, str(exc)))
+            out[name] = None
+            problems.append(Problem(name, system, str(exc)))
     return Decoded(out, problems)
 
 
