@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -291,9 +290,17 @@ def bench_end_to_end(cfg_dir: Path, events: int, n_workers: int, batch: int, pro
         )
     finally:
         for p in procs:
-            p.send_signal(signal.SIGINT if profile else signal.SIGTERM)  # py-spy writes its file on SIGINT
+            if profile:  # stop the worker under py-spy: py-spy then writes its file and exits
+                subprocess.run(["pkill", "-TERM", "-P", str(p.pid)], check=False)
+            else:
+                p.terminate()
         for p in procs:
-            p.wait(20)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:  # a worker held still by py-spy may miss its signal
+                subprocess.run(["pkill", "-KILL", "-P", str(p.pid)], check=False)
+                p.kill()
+                p.wait(5)
         hs.stop()
         mc.stop()
         redis_server.stop()
