@@ -17,11 +17,14 @@ Every system also exposes its own record id as the implicit field ``<system>_id`
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from hub.config.types import ExprField, Identifier, Strict, TemplateField, TimeZone
+
+_T = TypeVar("_T")
 
 SYSTEMS = ("airtable", "hubspot", "firestore", "mailchimp")
 FieldType = Literal[
@@ -155,15 +158,27 @@ class Mapping(Strict):
 
     _shorthand = field_validator("fields", mode="before")(_field_shorthand)
 
+    def memo(self, name: str, build: Callable[[], _T]) -> _T:
+        """A value derived from this mapping (never changed once loaded), built on first use and
+        kept beside the model's fields: the sync and rules hot paths look these up per value."""
+        value: _T | None = self.__dict__.get(name)
+        if value is None:
+            if not name.startswith("_memo_"):
+                raise ValueError(f"memo names start with _memo_, got {name!r}")  # never a model field
+            value = build()
+            object.__setattr__(self, name, value)
+        return value
+
     def all_fields(self) -> dict[str, FieldDef]:
-        """Declared fields plus the implicit ``<system>_id`` of each system (built once: hot path)."""
-        cached: dict[str, FieldDef] | None = self.__dict__.get("_all_fields")
-        if cached is None:
-            cached = dict(self.fields)
+        """Declared fields plus the implicit ``<system>_id`` of each system."""
+
+        def build() -> dict[str, FieldDef]:
+            out = dict(self.fields)
             for name, _ in self.systems.items():
-                cached.setdefault(f"{name}_id", FieldDef(type="string", owner=name))
-            object.__setattr__(self, "_all_fields", cached)  # a plain cache beside the model's fields
-        return cached
+                out.setdefault(f"{name}_id", FieldDef(type="string", owner=name))
+            return out
+
+        return self.memo("_memo_all_fields", build)
 
     def owner_of(self, field: str) -> str | None:
         fd = self.all_fields().get(field)

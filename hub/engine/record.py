@@ -193,14 +193,13 @@ def with_computed(
 
 def _derived(mapping: Mapping) -> tuple[list[tuple[str, FieldDef]], list[tuple[str, FieldDef]]]:
     """The mapping's aggregate and expression fields, in order (looked up once per mapping)."""
-    cached = mapping.__dict__.get("_derived")
-    if cached is None:
-        cached = (
+    return mapping.memo(
+        "_memo_derived",
+        lambda: (
             [(n, fd) for n, fd in mapping.fields.items() if fd.aggregate is not None],
             [(n, fd) for n, fd in mapping.fields.items() if fd.compute is not None or fd.template is not None],
-        )
-        object.__setattr__(mapping, "_derived", cached)  # a plain cache beside the model's fields
-    return cached  # type: ignore[no-any-return]
+        ),
+    )
 
 
 def _computed_value(fd: FieldDef, record: dict[str, Any], name: str) -> Any:

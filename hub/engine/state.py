@@ -310,8 +310,7 @@ class RecordState:
 
     def written(self, entity: str, key: str, system: str, fingerprints: dict[str, str]) -> None:
         """Remember what the hub just wrote to ``system``: its echo is then no change."""
-        if fingerprints:
-            self.conn.hset(state_key(entity, key), mapping={f"s:{system}:{n}": fp for n, fp in fingerprints.items()})
+        self.written_many(entity, [(key, system, fingerprints)])
 
     def link(self, entity: str, key: str, system: str, coll_id: str, record_id: str) -> None:
         with self.conn.pipeline() as pipe:

@@ -76,10 +76,7 @@ def tracked_fields(cfg: Config, entity: str) -> set[str]:
 def field_mode(mapping: Mapping, name: str, system: str) -> str:
     """How ``system``'s value of a field counts: ``own``, ``shared`` or ``deny:<owner>`` (per record
     and field on the sync path: remembered per mapping)."""
-    modes: dict[tuple[str, str], str] | None = mapping.__dict__.get("_modes")
-    if modes is None:
-        modes = {}
-        object.__setattr__(mapping, "_modes", modes)  # a plain cache beside the model's fields
+    modes: dict[tuple[str, str], str] = mapping.memo("_memo_field_modes", dict)
     mode = modes.get((name, system))
     if mode is None:
         owner = mapping.owner_of(name)

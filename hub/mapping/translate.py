@@ -223,8 +223,5 @@ def normalize(mapping: Mapping, values: dict[str, Any], *, region: str | None = 
 def complete(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any]:
     """Every field of the entity present: missing ones take their default (or None), so rule
     expressions can test ``record.x is none`` instead of failing on an unknown key."""
-    defaults: dict[str, Any] | None = mapping.__dict__.get("_defaults")
-    if defaults is None:
-        defaults = {name: fd.default for name, fd in mapping.all_fields().items()}
-        object.__setattr__(mapping, "_defaults", defaults)  # a plain cache beside the model's fields
+    defaults = mapping.memo("_memo_defaults", lambda: {name: fd.default for name, fd in mapping.all_fields().items()})
     return {**defaults, **values}
