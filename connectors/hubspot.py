@@ -28,6 +28,7 @@ from hubspot.crm.objects import (
     BatchReadInputSimplePublicObjectId,
     PublicObjectSearchRequest,
 )
+from hubspot.discovery.discovery_base import DiscoveryBase
 from urllib3.util.retry import Retry
 
 from connectors import hubspot_admin
@@ -71,6 +72,21 @@ def _record(obj: Any) -> Record:
     )
 
 
+class _ApiCache:
+    """The SDK's ``api_factory``: its default builds a new API client, with a new connection pool,
+    on every ``client.crm...`` access; one per API class here keeps connections alive between calls."""
+
+    def __init__(self) -> None:
+        self._apis: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, package: Any, api_name: str, config: dict[str, Any]) -> Any:
+        key = (package.__name__, api_name)
+        api = self._apis.get(key)
+        if api is None:
+            api = self._apis[key] = DiscoveryBase._default_api_factory(package, api_name, config)
+        return api
+
+
 class HubSpotConnector:
     """The :class:`connectors.base.Connector` contract over one HubSpot private-app token."""
 
@@ -98,7 +114,9 @@ class HubSpotConnector:
             raise ConfigError(f"HubSpot host must be an http(s) URL, got {host!r} (HUBSPOT_HOST)")
         self.host = host.rstrip("/")
         # retry=Retry(0): no silent urllib3 retries; connectors.retry decides, under the quota.
-        self.client = hubspot.Client.create(access_token=access_token, host=self.host, retry=Retry(0, read=False))
+        self.client = hubspot.Client.create(
+            access_token=access_token, host=self.host, retry=Retry(0, read=False), api_factory=_ApiCache()
+        )
         self.conn = conn
         self.developer_api_key = developer_api_key
         self.timeout = timeout

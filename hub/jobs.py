@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
-import orjson
 import redis
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 
+from hub import fastjson
 from hub.errors import ConfigError, HubError, PermanentError, TransientError
 
 log = logging.getLogger("hub.jobs")
@@ -52,7 +52,7 @@ class HubSerializer:
 
     @staticmethod
     def dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode("utf-8")
+        return fastjson.dumps(obj)
 
     @staticmethod
     def loads(data: bytes | str) -> Any:
@@ -61,7 +61,7 @@ class HubSerializer:
             import io
 
             return _NoGlobals(io.BytesIO(raw)).load()
-        return json.loads(raw.decode("utf-8"))
+        return fastjson.loads(raw)
 
 
 def connect(url: str) -> redis.Redis:
@@ -196,10 +196,6 @@ def _no_retry(reason: str) -> None:
         log.exception("could not record failure reason of job %s", job.id)
 
 
-# Dates and dataclasses are refused, not converted: job arguments are JSON values (dates as ISO text).
-_JSON_ONLY = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-
-
 class JobTemplate:
     """rq's job hash for one function on one queue with the hub's options, made once by rq itself.
 
@@ -226,15 +222,10 @@ class JobTemplate:
 
     def variable(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, dict[str, bytes]]:
         """A new job id and the fields that differ per job (the arguments must be JSON values)."""
-        payload = [self.func, None, args, kwargs]
         try:
-            data = orjson.dumps(payload, option=_JSON_ONLY)
-        except TypeError:
-            # orjson also refuses integers beyond 64 bits, which JSON allows: let json decide.
-            try:
-                data = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"arguments of job {self.func} must be JSON values: {exc}") from None
+            data = fastjson.dumps([self.func, None, args, kwargs])
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"arguments of job {self.func} must be JSON values: {exc}") from None
         # rq's utcformat() format; isoformat() is several times cheaper than its strftime().
         stamp = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds").encode() + b"Z"
         description = f"{self.func}({describe(args)})".encode()

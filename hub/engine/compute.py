@@ -128,23 +128,40 @@ def aggregate(
     return apply_op(fd, items, record)
 
 
-def computed_names(mapping: Mapping) -> list[str]:
-    return [n for n, fd in mapping.fields.items() if fd.computed]
+def computed_names(mapping: Mapping) -> tuple[str, ...]:
+    return mapping.memo("_memo_computed", lambda: tuple(n for n, fd in mapping.fields.items() if fd.computed))
 
 
-def own_computed_names(mapping: Mapping) -> list[str]:
+def own_computed_names(mapping: Mapping) -> tuple[str, ...]:
     """Computed from the record itself (expressions, templates), not from related records."""
-    return [n for n, fd in mapping.fields.items() if fd.compute is not None or fd.template is not None]
+    return mapping.memo(
+        "_memo_own_computed",
+        lambda: tuple(n for n, fd in mapping.fields.items() if fd.compute is not None or fd.template is not None),
+    )
 
 
-def computed_inputs(mapping: Mapping) -> set[str]:
+def computed_inputs(mapping: Mapping) -> frozenset[str]:
     """Fields the record's own computed fields read (a change elsewhere needs no recompute)."""
-    out: set[str] = set()
-    for fd in mapping.fields.values():
-        for expr in (fd.compute, fd.template):
-            if expr is not None:
-                out.update(expr.fields_read)
-    return out
+
+    def build() -> frozenset[str]:
+        out: set[str] = set()
+        for fd in mapping.fields.values():
+            for expr in (fd.compute, fd.template):
+                if expr is not None:
+                    out.update(expr.fields_read)
+        return frozenset(out)
+
+    return mapping.memo("_memo_computed_inputs", build)
+
+
+def inline_computable(mapping: Mapping) -> bool:
+    """Whether the record's own computed fields can be computed from one system's read of it: some
+    exist and none of their inputs is an aggregate (which needs the related records)."""
+    return mapping.memo(
+        "_memo_inline",
+        lambda: bool(own_computed_names(mapping))
+        and not any(mapping.fields[n].aggregate is not None for n in computed_inputs(mapping) if n in mapping.fields),
+    )
 
 
 @hub_job

@@ -8,7 +8,6 @@ decided is never dropped half-way.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from hub import fastjson
 from hub.scripts import Script
 
 DECISION_TTL = 35 * 86400
@@ -87,7 +87,7 @@ class Guards:
             f"hub:budget:{budget[0]}:{record}" if budget else "",
         ]
         args = [
-            json.dumps({"fire": True, "reason": "fired", "plan": plan}),
+            fastjson.dumps({"fire": True, "reason": "fired", "plan": plan}),
             f"{now.timestamp():.3f}",
             cooldown_s or 0,
             daily_limit or 0,
@@ -97,7 +97,7 @@ class Guards:
             DECISION_TTL,
             f"{rule_id}:{occurrence}",
         ]
-        raw = json.loads(_DECIDE_SCRIPT(self.conn, keys, args))
+        raw = fastjson.loads(_DECIDE_SCRIPT(self.conn, keys, args))
         return Guarded(bool(raw.get("fire")), str(raw.get("reason", "")), list(raw.get("plan") or []))
 
     def forget(self, rule_id: str, occurrence: str) -> None:

@@ -6,12 +6,11 @@ the history can be shown and shipped without personal data. ``hub runs`` reads i
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import redis
 
-from hub import scripts
+from hub import fastjson, scripts
 from hub.engine.entities import key_hash
 
 ALL = "hub:runs"
@@ -22,7 +21,7 @@ CAP_RECORD = 200
 
 def record(conn: redis.Redis | Any, entry: dict[str, Any]) -> None:
     """Append ``entry`` (with ``rule`` and ``record`` hash) to the capped lists; ``conn`` may be a pipeline."""
-    text = json.dumps(entry, default=str, ensure_ascii=False)
+    text = fastjson.dumps(entry, default=str)
     pipe = conn.pipeline(transaction=False) if isinstance(conn, redis.Redis) else conn
     pipe.lpush(ALL, text)
     pipe.ltrim(ALL, 0, CAP_ALL - 1)
@@ -50,10 +49,10 @@ class Buffer:
         """One LPUSH per list (newest first) and a trim only where a list outgrew its cap."""
         if not self.entries:
             return
-        lists: dict[str, list[str]] = {}
+        lists: dict[str, list[bytes]] = {}
         caps: dict[str, int] = {}
         for entry in self.entries:
-            text = json.dumps(entry, default=str, ensure_ascii=False)
+            text = fastjson.dumps(entry, default=str)
             targets = [(ALL, CAP_ALL), (f"{ALL}:rule:{entry['rule']}", CAP_RULE)]
             if entry.get("record"):
                 targets.append((f"{ALL}:rec:{entry['record']}", CAP_RECORD))
@@ -80,7 +79,7 @@ def read(
         name = ALL
     out = []
     for raw in conn.lrange(name, 0, max(limit * 4, limit) - 1):
-        entry = json.loads(raw)
+        entry = fastjson.loads(raw)
         if rule and entry.get("rule") != rule:
             continue
         out.append(entry)

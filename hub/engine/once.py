@@ -11,7 +11,6 @@ carrying the same key to the vendor where it can be checked: HubSpot objects are
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import uuid
@@ -20,7 +19,7 @@ from typing import Any
 
 import redis
 
-from hub import scripts
+from hub import fastjson, scripts
 from hub.errors import TransientError
 
 DONE_TTL = 35 * 86400
@@ -62,7 +61,7 @@ def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None
     if not scripts.pipeline(conn, [("SET", name, token, "NX", "PX", LEASE_MS)])[0]:
         raw = conn.get(name)
         if raw is not None and raw.startswith(b"done:"):
-            return "already", json.loads(raw[5:])
+            return "already", fastjson.loads(raw[5:])
         took = False
         if raw is None:  # the holder gave up in between: try once more
             took = bool(conn.set(name, token, nx=True, px=LEASE_MS))
@@ -78,5 +77,5 @@ def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None
         if conn.get(name) == token.encode():
             conn.delete(name)
         raise
-    scripts.pipeline(conn, [("SET", name, "done:" + json.dumps(result, default=str), "EX", DONE_TTL)])
+    scripts.pipeline(conn, [("SET", name, b"done:" + fastjson.dumps(result, default=str), "EX", DONE_TTL)])
     return "done", result

@@ -17,7 +17,7 @@ from hub.engine.entities import collection, record_key
 from hub.engine.state import RecordState
 from hub.errors import ExpressionError
 from hub.expr import templates_in
-from hub.mapping.translate import complete, from_system, normalize, system_field
+from hub.mapping.translate import complete, from_system, normalize, revive, system_field
 from hub.runtime import Runtime
 
 _NEEDED: dict[tuple[int, str], set[str]] = {}
@@ -158,10 +158,10 @@ def assemble(
     fresh: bool = False,
     loader: Loader | None = None,
 ) -> dict[str, Any]:
-    """The record for rules: ``values`` (from the source system) completed from the others."""
+    """The record for rules: ``values`` (canonical, from the source system) completed from the others."""
     cfg = rt.config
     mapping = cfg.mapping(entity)
-    typed = normalize(mapping, values).values
+    typed = revive(mapping, values)
     if key:
         missing = None if fresh else needed_fields(cfg, entity) - set(typed)
         if fresh or missing:

@@ -7,13 +7,12 @@ config's rules against it, and reports where the decisions or planned actions di
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 import redis
 
-from hub import scripts
+from hub import fastjson, scripts
 from hub.config.loader import Config
 from hub.engine import evaluate
 from hub.engine.entities import key_hash
@@ -30,7 +29,7 @@ def remember(conn: redis.Redis, events: list[dict[str, Any]], at: datetime) -> N
         return
     stamp = to_json(at)
     entries = [
-        json.dumps(
+        fastjson.dumps(
             {
                 "at": stamp,
                 "entity": ev["entity"],
@@ -49,7 +48,7 @@ def remember(conn: redis.Redis, events: list[dict[str, Any]], at: datetime) -> N
 def recent(conn: redis.Redis, since: datetime) -> list[dict[str, Any]]:
     out = []
     for raw in conn.lrange(RECENT, 0, CAP - 1):
-        entry = json.loads(raw)
+        entry = fastjson.loads(raw)
         if entry["at"] < to_json(since):
             break
         out.append(entry)

@@ -15,7 +15,6 @@ already recorded: the retried job drains the outbox first.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -26,7 +25,7 @@ from typing import Any
 import orjson
 import redis
 
-from hub import scripts
+from hub import fastjson, scripts
 from hub.errors import TransientError
 from hub.mapping.values import to_json
 from hub.scripts import Script
@@ -40,13 +39,9 @@ def fingerprint(value: Any) -> str:
     if type(value) is str:  # the common case first: one per field of every record read
         return hashlib.sha1(('"' + value).encode()).hexdigest()[:16]
     plain = value if isinstance(value, str | bool | int) or value is None else to_json(value)
-    if isinstance(plain, str):
-        text = '"' + plain  # the common case (dates included, as ISO text), without a JSON round trip
-    elif plain is None or isinstance(plain, bool | int):
-        text = json.dumps(plain)
-    else:
-        text = json.dumps(plain, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+    if isinstance(plain, str):  # dates included, as ISO text, without a JSON round trip
+        return hashlib.sha1(('"' + plain).encode()).hexdigest()[:16]
+    return hashlib.sha1(fastjson.dumps(plain, sort_keys=True)).hexdigest()[:16]
 
 
 def state_key(entity: str, key: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from hub import clock, jobs
+from hub import clock, fastjson, jobs
 from hub.config.loader import Config
 from hub.config.mapping import Mapping
 from hub.config.rules import ChangedTrigger
@@ -225,17 +225,14 @@ def hub_call(
 
 def _inline_computed(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any] | None:
     """The record's own computed values when ``values`` hold all their inputs (else None)."""
-    from hub.engine.compute import computed_inputs, own_computed_names
+    from hub.engine.compute import computed_inputs, inline_computable, own_computed_names
     from hub.engine.record import with_computed
     from hub.mapping.translate import complete
 
-    names = own_computed_names(mapping)
-    if not names or not computed_inputs(mapping) <= set(values):
-        return None
-    if any(mapping.fields[n].aggregate is not None for n in mapping.fields if n in computed_inputs(mapping)):
+    if not inline_computable(mapping) or not computed_inputs(mapping) <= values.keys():
         return None
     record = with_computed(None, mapping, complete(mapping, values))
-    return {n: record.get(n) for n in names}
+    return {n: record.get(n) for n in own_computed_names(mapping)}
 
 
 def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
@@ -270,7 +267,7 @@ def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]
             continue
         values = item.get("values") or {}
         changed = {
-            name: (json.loads(old) if old else None, bool(had)) for name, old, had in result.get("changed") or []
+            name: (fastjson.loads(old) if old else None, bool(had)) for name, old, had in result.get("changed") or []
         }
         kind = _kind(item, result)
         if kind == "updated" and result.get("created") and item.get("hint"):

@@ -220,6 +220,41 @@ def normalize(mapping: Mapping, values: dict[str, Any], *, region: str | None = 
     return Decoded(out, problems)
 
 
+def revive(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any]:
+    """Canonical values back from the hub's own JSON form (job arguments, waits): dates parsed from
+    their ISO text, the rest as is. They were checked when first read; :func:`normalize` would check
+    them again, parsing every phone number a second time. Keys the entity lacks are left out."""
+    fields = mapping.all_fields()
+    out: dict[str, Any] = {}
+    for key, raw in values.items():
+        fd = fields.get(key)
+        if fd is None:
+            continue
+        if raw is None or fd.type not in ("date", "datetime"):
+            out[key] = raw
+            continue
+        try:
+            revived = _iso_date(fd.type, raw)
+        except ValueError:
+            revived = None
+        if revived is None:
+            try:
+                revived = coerce(fd, raw)  # a datetime object, epoch milliseconds, a naive time
+            except ValueProblem:
+                continue
+        out[key] = revived
+    return out
+
+
+def _iso_date(kind: str, raw: Any) -> date | datetime | None:
+    if not isinstance(raw, str):
+        return None
+    if kind == "date":
+        return date.fromisoformat(raw)
+    dt = datetime.fromisoformat(raw)
+    return dt if dt.tzinfo is not None else None
+
+
 def complete(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any]:
     """Every field of the entity present: missing ones take their default (or None), so rule
     expressions can test ``record.x is none`` instead of failing on an unknown key."""
