@@ -136,8 +136,13 @@ class Systems(Strict):
     firestore: FirestoreTarget | None = None
     mailchimp: MailchimpTarget | None = None
 
-    def items(self) -> list[tuple[str, _Target]]:
-        return [(name, t) for name in SYSTEMS if (t := getattr(self, name)) is not None]
+    def items(self) -> tuple[tuple[str, _Target], ...]:
+        """The configured systems, in a fixed order (built once: sync reads it for every record)."""
+        found: tuple[tuple[str, _Target], ...] | None = self.__dict__.get("_memo_items")
+        if found is None:
+            found = tuple((name, t) for name in SYSTEMS if (t := getattr(self, name)) is not None)
+            object.__setattr__(self, "_memo_items", found)  # beside the fields, as Mapping.memo keeps its values
+        return found
 
 
 def _field_shorthand(value: Any) -> Any:
