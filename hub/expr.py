@@ -23,6 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from hub import clock
 from hub.errors import ExpressionError, SandboxViolation
+from hub.exprpy import compile_python
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)")
 _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
@@ -228,7 +229,7 @@ def _clean_error(exc: Exception) -> str:
 class Expression:
     """A compiled condition/expression. ``names`` lists the variables it reads."""
 
-    __slots__ = ("_fn", "fields_read", "names", "source")
+    __slots__ = ("_fn", "_py", "fields_read", "names", "source")
 
     def __init__(self, source: str, *, root: str = "record") -> None:
         if not isinstance(source, str) or not source.strip():
@@ -245,8 +246,16 @@ class Expression:
             self._fn = ENV.from_string("{% set result = (" + source + ") %}")
         except TemplateSyntaxError as exc:
             raise ExpressionError(f"invalid expression {source!r}: {_clean_error(exc)}") from None
+        output = tree.body[0]
+        single = isinstance(output, nodes.Output) and len(output.nodes) == 1
+        self._py = compile_python(output.nodes[0], HELPERS) if single else None  # type: ignore[attr-defined]
 
     def __call__(self, context: Mapping[str, Any]) -> Any:
+        if self._py is not None:
+            try:
+                return self._py(context)
+            except Exception:  # Fallback, or an error: Jinja gives the answer, and the message
+                pass
         try:
             # A shared context over helpers + variables: Jinja's default would merge its globals
             # (a ChainMap) into a new dict on every call, which is most of an expression's cost.
