@@ -288,7 +288,10 @@ def main() -> None:
         f"load average during the run: {os.getloadavg()[0]:.1f} (the load generator and other processes share "
         f"{os.cpu_count()} cores; CPU per request is the figure least moved by them)"
     )
-    print(f"hub: {hub['jobs']:,} jobs queued for {hub['requests']:,} requests; goal >= 3,000 requests/s, p99 <= 20 ms")
+    print(
+        f"hub: {hub['jobs']:,} jobs queued for {hub['requests']:,} requests (requests in flight when wrk stops, "
+        f"at most one per connection, are queued but not counted); goal >= 3,000 requests/s, p99 <= 20 ms"
+    )
     if any(r["wrapped"] for r in results):
         print("warning: the pre-signed pool ran out and repeated (raise --pool-rate): repeats are duplicates")
 
