@@ -50,6 +50,9 @@ class Config:
     refused_rules: list[str] = field(default_factory=list)
     refused_entities: dict[str, str] = field(default_factory=dict)  # entity → its file
     broken_entries: set[str] = field(default_factory=set)  # "channels.ops": declared, but invalid
+    # Values derived from this config on the hot paths, built on first use. Kept here, not in a
+    # module-level dict keyed by id(): a new config can reuse the id of one collected before it.
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

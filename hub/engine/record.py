@@ -20,14 +20,12 @@ from hub.expr import templates_in
 from hub.mapping.translate import complete, from_system, normalize, revive, system_field
 from hub.runtime import Runtime
 
-_NEEDED: dict[tuple[int, str], set[str]] = {}
-
 
 def needed_fields(cfg: Config, entity: str) -> set[str]:
     """Fields of ``entity`` that rules, consent and computed fields read."""
-    cache_key = (id(cfg), entity)
-    if cache_key in _NEEDED:
-        return _NEEDED[cache_key]
+    cache_key = f"needed_fields:{entity}"
+    if cache_key in cfg.derived:
+        return cfg.derived[cache_key]  # type: ignore[no-any-return]
     mapping = cfg.mappings[entity]
     out: set[str] = set()
     for rule in cfg.rules.values():
@@ -60,7 +58,7 @@ def needed_fields(cfg: Config, entity: str) -> set[str]:
         and not (fields[f].compute or fields[f].template)
         and (fields[f].aggregate is None or f in stored)
     }
-    _NEEDED[cache_key] = out
+    cfg.derived[cache_key] = out
     return out
 
 

@@ -121,39 +121,36 @@ class _Read(NamedTuple):
     is_text: bool
 
 
-_PLANS: dict[tuple[int, str, str | None], list[_Read]] = {}
-
-
 def _plan(mapping: Mapping, system: str, region: str | None) -> list[_Read]:
-    key = (id(mapping), system, region)
-    plan = _PLANS.get(key)
-    if plan is None:
-        target = getattr(mapping.systems, system)
-        fields = mapping.all_fields()
-        plan = []
-        for cname, sf in target.fields.items():
-            fd = fields[cname]
-            if fd.default is not None:
-                empty = coerce(fd, fd.default, region=region)
-            else:
-                # Empty is empty everywhere: Airtable leaves the cell out, HubSpot sends "" or null.
-                empty = False if (fd.type == "bool" and system == "airtable") else None
-            reverse = {str(v): k for k, v in sf.map.items()} if sf.map else None
-            plan.append(
-                _Read(
-                    cname,
-                    sf.field,
-                    "." in sf.field,
-                    coercer(fd, region),
-                    empty,
-                    reverse,
-                    fd.type == "bool",
-                    fd.type in ("string", "text"),
-                )
+    """How to read each field ``system`` maps, built once per mapping (kept on the mapping itself: a
+    cache keyed by ``id(mapping)`` could hand a new mapping the plan of a collected one)."""
+    return mapping.memo(f"_memo_read_plan:{system}:{region}", lambda: _build_plan(mapping, system, region))
+
+
+def _build_plan(mapping: Mapping, system: str, region: str | None) -> list[_Read]:
+    target = getattr(mapping.systems, system)
+    fields = mapping.all_fields()
+    plan = []
+    for cname, sf in target.fields.items():
+        fd = fields[cname]
+        if fd.default is not None:
+            empty = coerce(fd, fd.default, region=region)
+        else:
+            # Empty is empty everywhere: Airtable leaves the cell out, HubSpot sends "" or null.
+            empty = False if (fd.type == "bool" and system == "airtable") else None
+        reverse = {str(v): k for k, v in sf.map.items()} if sf.map else None
+        plan.append(
+            _Read(
+                cname,
+                sf.field,
+                "." in sf.field,
+                coercer(fd, region),
+                empty,
+                reverse,
+                fd.type == "bool",
+                fd.type in ("string", "text"),
             )
-        if len(_PLANS) > 512:
-            _PLANS.clear()  # configs reloaded many times: start over rather than grow
-        _PLANS[key] = plan
+        )
     return plan
 
 

@@ -49,3 +49,27 @@ def test_revive_reads_other_date_forms_as_the_field_type_says_and_drops_unknown_
     assert out["spent"] is None and "other" not in out
     offset = revive(MAPPING, {"seen": "2026-05-01T10:00:00+02:00"})["seen"]
     assert offset == datetime(2026, 5, 1, 10, tzinfo=timezone(timedelta(hours=2)))
+
+
+def test_a_new_mapping_never_reads_with_the_plan_of_a_collected_one() -> None:
+    """Config reloads make new mappings; one may land where a collected one was (same id())."""
+    import gc
+
+    def mapping(hubspot_field: str) -> Mapping:
+        return Mapping.model_validate(
+            {
+                "entity": "contact",
+                "identity": ["email"],
+                "fields": {"email": {"type": "email"}},
+                "systems": {"hubspot": {"object": "contacts", "fields": {"email": hubspot_field}}},
+            }
+        )
+
+    record = Record("1", {"email": "a@b.c", "work_email": "w@b.c"})
+    for _ in range(50):  # CPython reuses a freed address often: a cache keyed by id() fails within a few rounds
+        old = mapping("email")
+        assert from_system(old, "hubspot", record).values["email"] == "a@b.c"
+        del old
+        gc.collect()
+        new = mapping("work_email")
+        assert from_system(new, "hubspot", record).values["email"] == "w@b.c"
