@@ -30,10 +30,6 @@ def dumps(obj: Any, *, default: Callable[[Any], Any] | None = None, sort_keys: b
         return text.encode()
 
 
-def dumps_text(obj: Any, *, default: Callable[[Any], Any] | None = None) -> str:
-    return dumps(obj, default=default).decode()
-
-
 def loads(data: bytes | str) -> Any:
     try:
         return orjson.loads(data)

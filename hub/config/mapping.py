@@ -17,14 +17,11 @@ Every system also exposes its own record id as the implicit field ``<system>_id`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from hub.config.types import ExprField, Identifier, Strict, TemplateField, TimeZone
-
-_T = TypeVar("_T")
 
 SYSTEMS = ("airtable", "hubspot", "firestore", "mailchimp")
 FieldType = Literal[
@@ -138,11 +135,9 @@ class Systems(Strict):
 
     def items(self) -> tuple[tuple[str, _Target], ...]:
         """The configured systems, in a fixed order (built once: sync reads it for every record)."""
-        found: tuple[tuple[str, _Target], ...] | None = self.__dict__.get("_memo_items")
-        if found is None:
-            found = tuple((name, t) for name in SYSTEMS if (t := getattr(self, name)) is not None)
-            object.__setattr__(self, "_memo_items", found)  # beside the fields, as Mapping.memo keeps its values
-        return found
+        return self.memo(
+            "_memo_items", lambda: tuple((name, t) for name in SYSTEMS if (t := getattr(self, name)) is not None)
+        )
 
 
 def _field_shorthand(value: Any) -> Any:
@@ -162,17 +157,6 @@ class Mapping(Strict):
     systems: Systems
 
     _shorthand = field_validator("fields", mode="before")(_field_shorthand)
-
-    def memo(self, name: str, build: Callable[[], _T]) -> _T:
-        """A value derived from this mapping (never changed once loaded), built on first use and
-        kept beside the model's fields: the sync and rules hot paths look these up per value."""
-        value: _T | None = self.__dict__.get(name)
-        if value is None:
-            if not name.startswith("_memo_"):
-                raise ValueError(f"memo names start with _memo_, got {name!r}")  # never a model field
-            value = build()
-            object.__setattr__(self, name, value)
-        return value
 
     def all_fields(self) -> dict[str, FieldDef]:
         """Declared fields plus the implicit ``<system>_id`` of each system."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -13,6 +14,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Wi
 from hub.errors import HubError
 from hub.expr import Expression, Template, format_duration, parse_duration
 
+_T = TypeVar("_T")
+
 
 class Strict(BaseModel):
     """Unknown keys are refused; values are not coerced across types silently."""
@@ -20,6 +23,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", populate_by_name=True, arbitrary_types_allowed=True, coerce_numbers_to_str=True
     )
+
+    def memo(self, name: str, build: Callable[[], _T]) -> _T:
+        """A value derived from this model (never changed once loaded), built on first use and
+        kept beside the model's fields: the sync and rules hot paths look these up per value."""
+        value: _T | None = self.__dict__.get(name)
+        if value is None:
+            if not name.startswith("_memo_"):
+                raise ValueError(f"memo names start with _memo_, got {name!r}")  # never a model field
+            value = build()
+            object.__setattr__(self, name, value)
+        return value
 
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
