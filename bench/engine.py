@@ -204,7 +204,7 @@ def bench_end_to_end(cfg_dir: Path, events: int, n_workers: int, batch: int, pro
             "HUB_CONFIG": str(cfg_dir),
             "HUBSPOT_RATE_LIMIT": "1000000",
             "HUBSPOT_SEARCH_RATE_LIMIT": "100000",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "HUB_NOW": "2026-06-01T12:00:00+00:00",
         }
         provision(Runtime(Settings(env), config_dir=cfg_dir, conn=conn))

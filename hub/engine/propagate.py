@@ -43,6 +43,9 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
         log.warning("propagate: %s is no longer mapped to %s; %d item(s) dropped", entity, target, len(items))
         return {"dropped": len(items)}
     state = RecordState(rt.redis)
+    outbox = outbox_name()
+    if rt.redis.exists(outbox):  # a previous attempt was killed between linking and draining
+        drain(rt, outbox)
     coll = collection(mapping, target)
     coll_id = collection_id(target, coll)
     connector = rt.connector(target)
@@ -53,12 +56,11 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     merged: dict[str, dict[str, Any]] = {}
     for it in items:  # one write per record, whatever number of changes the batch carried
         merged.setdefault(it["key"], {}).update(it["values"])
-    snapshots = state.snapshot(entity, list(merged))
+    agreed = state.agreed(entity, merged, target)
     for key, values in merged.items():
-        snap = snapshots[key]
-        send = {n: v for n, v in values.items() if snap.get(f"f:{n}") == fingerprint(v)}
+        fps, target_id = agreed[key]
+        send = {n: v for n, v in values.items() if fps[n] == fingerprint(v)}
         stale += len(values) - len(send)
-        target_id = snap.get(f"id:{target}")
         if not send and target_id:
             continue
         typed = normalize(mapping, send).values
@@ -87,9 +89,11 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     if not writes:
         return {"written": 0, "stale": stale}
     written = connector.upsert_many(coll, writes)
-    outbox = outbox_name()
     now_ms = int(clock.now().timestamp() * 1000)
     id_field = f"{target}_id"
+    # Where a system maps the new id (a HubSpot id column in Airtable), it is a field like any other,
+    # propagated through the outbox; else only the state's link (id and index) is recorded.
+    shown = any(id_field in sf.fields for _, sf in mapping.systems.items())
     state.written_many(entity, [(key, target, fps) for key, fps in zip(keys, sent, strict=True)])
     links = [
         {
@@ -99,8 +103,8 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
             "coll_id": coll_id,
             "record_id": rec.id,
             "source_ms": now_ms,
-            "fields": [FieldObs(id_field, rec.id, "own")],
-            "outbox": outbox,
+            "fields": [FieldObs(id_field, rec.id, "own")] if shown else [],
+            "outbox": outbox if shown else "",
             "item": {
                 "entity": entity,
                 "system": target,
@@ -115,8 +119,9 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
         if write.id != rec.id  # created there: remember its id (in the systems too, where mapped)
     ]
     if links:
-        state.apply_many(links)
-        drain(rt, outbox)
+        logged: list[dict[str, Any]] = []
+        state.apply_many(links, logged=logged)
+        drain(rt, outbox, entries=logged)
     return {"written": len(written), "stale": stale, "linked": len(links)}
 
 

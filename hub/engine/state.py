@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,14 +206,6 @@ def _apply_call(
     return keys, args
 
 
-def _pairs(raw: dict[bytes, bytes] | list[bytes]) -> dict[str, str]:
-    """A hash as Redis sends it (a map in RESP3, field, value, field... in RESP2) as text."""
-    if isinstance(raw, dict):
-        return {f.decode(): v.decode() for f, v in raw.items()}
-    it = iter(raw)
-    return {f.decode(): v.decode() for f, v in zip(it, it, strict=True)}
-
-
 def _decode_applied(raw: dict[str, Any]) -> Applied:
     changed = []
     for name, old, had in raw.get("changed") or []:
@@ -251,15 +243,41 @@ class RecordState:
         call = _apply_call(entity, key, system, coll_id, record_id, source_ms, fields, outbox=outbox, item=item)
         return _decode_applied(orjson.loads(_APPLY_SCRIPT(self.conn, *call)))
 
-    def apply_many(self, calls: Sequence[dict[str, Any]]) -> list[Applied]:
-        """Several :meth:`apply` calls (keyword arguments each) in one round trip, in order."""
-        replies = _APPLY_SCRIPT.many(self.conn, [_apply_call(**call) for call in calls])
-        return [_decode_applied(orjson.loads(raw)) for raw in replies]
+    def apply_many(
+        self, calls: Sequence[dict[str, Any]], *, logged: list[dict[str, Any]] | None = None
+    ) -> list[Applied]:
+        """Several :meth:`apply` calls (keyword arguments each) in one round trip, in order.
 
-    def snapshot(self, entity: str, keys: Sequence[str]) -> dict[str, dict[str, str]]:
-        """The bookkeeping of many records in one round trip: {key: {"f:x": fp, "id:hubspot": id, ...}}."""
-        raw = scripts.pipeline(self.conn, [("HGETALL", state_key(entity, key)) for key in keys])
-        return {k: _pairs(flat) for k, flat in zip(keys, raw, strict=True)}
+        ``logged`` receives each entry the calls pushed to their outbox, as the outbox
+        holds it: the job that made them drains them from memory instead of reading them back."""
+        replies = _APPLY_SCRIPT.many(self.conn, [_apply_call(**call) for call in calls])
+        out = []
+        for call, raw in zip(calls, replies, strict=True):
+            result = orjson.loads(raw)
+            # The script's own test: an empty Lua table comes back as {} (falsy), a list otherwise.
+            if (
+                logged is not None
+                and call.get("outbox")
+                and (result.get("changed") or result.get("conflicts") or result.get("created"))
+            ):
+                logged.append({"item": call.get("item") or {}, "result": result})
+            out.append(_decode_applied(result))
+        return out
+
+    def agreed(
+        self, entity: str, fields: dict[str, Collection[str]], system: str
+    ) -> dict[str, tuple[dict[str, str | None], str | None]]:
+        """Per record key, in one round trip: the agreed fingerprints of the given fields, and the
+        record's id in ``system`` (None where it has none yet)."""
+        commands = [
+            ("HMGET", state_key(entity, key), f"id:{system}", *(f"f:{n}" for n in names))
+            for key, names in fields.items()
+        ]
+        out = {}
+        for (key, names), got in zip(fields.items(), scripts.pipeline(self.conn, commands), strict=True):
+            fps = {n: fp.decode() if fp is not None else None for n, fp in zip(names, got[1:], strict=True)}
+            out[key] = (fps, got[0].decode() if got[0] is not None else None)
+        return out
 
     def written_many(self, entity: str, writes: Sequence[tuple[str, str, dict[str, str]]]) -> None:
         """:meth:`written` for many records at once: (key, system, fingerprints)."""

@@ -115,9 +115,11 @@ def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = T
             if prev.kind == "created" and ev.kind != "deleted":
                 ev.kind = "created"
         groups[place][ev.id] = ev
+    logged: list[dict[str, Any]] | None = []
     for place, evs in groups.items():
-        _ingest_place(rt, cfg, state, place, list(evs.values()), outbox, counts)
-    for k, v in drain(rt, outbox, run_rules=run_rules).items():
+        if _ingest_place(rt, cfg, state, place, list(evs.values()), outbox, counts, logged):
+            logged = None  # a deletion was logged in Redis only: the drain reads the outbox back
+    for k, v in drain(rt, outbox, run_rules=run_rules, entries=logged).items():
         counts[k] += v
     return dict(counts)
 
@@ -130,8 +132,11 @@ def _ingest_place(
     evs: list[SourceEvent],
     outbox: str,
     counts: dict[str, int],
-) -> None:
+    logged: list[dict[str, Any]] | None,
+) -> bool:
+    """Read the records fresh and apply them; True if a deletion went to the outbox (not to ``logged``)."""
     mapping = cfg.mappings[place.entity]
+    deleted = False
     connector = rt.connector(place.system)
     coll_id = collection_id(place.system, place.coll)
     tracked = tracked_fields(cfg, place.entity)
@@ -145,6 +150,7 @@ def _ingest_place(
             if rec is None:
                 if state.delete(place.entity, place.system, coll_id, ev.id, outbox=outbox, item=item):
                     counts["deleted"] += 1
+                    deleted = True
                 else:
                     counts["missing"] += 1
                 continue
@@ -180,10 +186,11 @@ def _ingest_place(
                         place.entity, key, inline, kind="computed", at_ms=source_ms, tracked=tracked, outbox=outbox
                     )
                 )
-        for call, applied in zip(calls, state.apply_many(calls), strict=True):
+        for call, applied in zip(calls, state.apply_many(calls, logged=logged), strict=True):
             if call["system"] != "hub":
                 counts["changed" if applied.changed else "unchanged"] += 1
                 counts["conflicts"] += len(applied.conflicts)
+    return deleted
 
 
 def hub_call(
@@ -243,14 +250,21 @@ def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
     return int(clock.now().timestamp() * 1000)
 
 
-def drain(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]:
-    """Enqueue what the outbox records (propagation per target, one rules job) and empty it, atomically."""
-    state = RecordState(rt.redis)
-    entries = state.outbox(outbox)
+def drain(
+    rt: Runtime, outbox: str, *, run_rules: bool = True, entries: list[dict[str, Any]] | None = None
+) -> dict[str, int]:
+    """Enqueue what the outbox records (propagation per target, one rules job) and empty it, atomically.
+
+    ``entries``: the outbox's content as the running job logged it (see ``apply_many``), when
+    only that job wrote to it; otherwise it is read from Redis."""
     counts: dict[str, int] = defaultdict(int)
-    if not entries:
-        rt.redis.delete(outbox)
-        return counts
+    if entries is None:
+        entries = RecordState(rt.redis).outbox(outbox)
+        if not entries:
+            rt.redis.delete(outbox)
+            return counts
+    elif not entries:
+        return counts  # nothing was pushed: there is no outbox to delete
     cfg = rt.config
     pushes: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     recompute: dict[str, set[str]] = defaultdict(set)

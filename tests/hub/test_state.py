@@ -1,0 +1,56 @@
+"""RecordState: what a job logs in memory for its drain is exactly what its outbox holds."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import orjson
+import redis
+
+from hub.engine.state import FieldObs, RecordState
+
+OUTBOX = "hub:outbox:test"
+
+
+def call(key: str, system: str, fields: list[FieldObs], *, ms: int, outbox: str = OUTBOX) -> dict[str, Any]:
+    values = {f.name: f.value.isoformat() if isinstance(f.value, date) else f.value for f in fields}
+    return {
+        "entity": "person",
+        "key": key,
+        "system": system,
+        "coll_id": "contacts" if system != "hub" else "",
+        "record_id": f"id-{key}" if system != "hub" else "",
+        "source_ms": ms,
+        "fields": fields,
+        "outbox": outbox,
+        "item": {"entity": "person", "system": system, "key": key, "values": values, "hint": ["email"]},
+    }
+
+
+def test_logged_entries_equal_the_outbox(redis_conn: redis.Redis) -> None:
+    state = RecordState(redis_conn)
+    logged: list[dict[str, Any]] = []
+    a, b, c = "email:a@x.org", "email:b@x.org", "email:c@x.org"
+    email = FieldObs("email", "a@x.org", "own")
+    score = FieldObs("score", 3, "shared", True)
+    first = [
+        call(a, "hubspot", [email, score], ms=10),
+        call(b, "hubspot", [FieldObs("email", "b@x.org", "own")], ms=10),
+        call(c, "hubspot", [FieldObs("email", "c@x.org", "own")], ms=10, outbox=""),  # no outbox
+    ]
+    state.apply_many(first, logged=logged)
+    later = [
+        call(a, "hubspot", [email, score], ms=20),  # unchanged
+        call(b, "airtable", [FieldObs("email", "b2@x.org", "deny:hubspot")], ms=20),  # refused: a conflict
+        call(a, "hub", [FieldObs("score", 4, "own", True), FieldObs("since", date(2026, 1, 2), "own")], ms=30),
+        call(a, "airtable", [FieldObs("score", 5, "shared", True)], ms=25),  # older than the hub's: refused
+    ]
+    applied = state.apply_many(later, logged=logged)
+    assert [bool(a.changed) for a in applied] == [False, False, True, False]
+    assert [len(a.conflicts) for a in applied] == [0, 1, 0, 1]
+    in_redis = [orjson.loads(x) for x in redis_conn.lrange(OUTBOX, 0, -1)]
+    # a and b created, b's refused edit, a's hub write, a's refused older edit; not the unchanged a
+    assert len(in_redis) == 5
+    assert logged == in_redis
+    assert state.outbox(OUTBOX) == logged
