@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -265,7 +265,7 @@ class RecordState:
         return out
 
     def agreed(
-        self, entity: str, fields: dict[str, Collection[str]], system: str
+        self, entity: str, fields: Mapping[str, Collection[str]], system: str
     ) -> dict[str, tuple[dict[str, str | None], str | None]]:
         """Per record key, in one round trip: the agreed fingerprints of the given fields, and the
         record's id in ``system`` (None where it has none yet)."""
