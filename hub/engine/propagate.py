@@ -16,7 +16,7 @@ from connectors.base import Write
 from hub import clock
 from hub.engine.entities import collection, collection_id, identity_field
 from hub.engine.state import FieldObs, RecordState, fingerprint
-from hub.engine.sync import drain, outbox_name
+from hub.engine.sync import drain, outbox_name, resume
 from hub.jobs import hub_job
 from hub.mapping.translate import from_system, normalize, system_field, to_system
 from hub.runtime import Runtime
@@ -44,8 +44,7 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
         return {"dropped": len(items)}
     state = RecordState(rt.redis)
     outbox = outbox_name()
-    if rt.redis.exists(outbox):  # a previous attempt was killed between linking and draining
-        drain(rt, outbox)
+    resume(rt, outbox)  # an attempt killed between linking and draining
     coll = collection(mapping, target)
     coll_id = collection_id(target, coll)
     connector = rt.connector(target)

@@ -23,7 +23,7 @@ from hub.engine.guards import Guards
 from hub.engine.live import LiveContext
 from hub.engine.once import action_key, run_once
 from hub.engine.record import Loader, assemble, missing_fields
-from hub.engine.sync import drain, outbox_name
+from hub.engine.sync import drain, outbox_name, resume
 from hub.errors import ExpressionError, HubError, PermanentError, TransientError
 from hub.expr import parse_duration
 from hub.jobs import hub_job
@@ -44,8 +44,7 @@ def run_events(events: list[dict[str, Any]]) -> dict[str, int]:
     # Writes made by this job's actions and computed fields go to its outbox, drained at the end (and
     # first, if a previous attempt of this job was killed before it could).
     outbox = outbox_name()
-    if rt.redis.exists(outbox):
-        drain(rt, outbox)
+    resume(rt, outbox)
     loader = Loader(rt)
     by_entity: dict[str, list[tuple[str, set[str] | None, str | None]]] = {}
     for ev in events:

@@ -99,8 +99,7 @@ def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = T
     index = EntityIndex(cfg)
     state = RecordState(rt.redis)
     outbox = outbox_name()
-    # A retried job first finishes what its previous attempt recorded.
-    counts = drain(rt, outbox, run_rules=run_rules) if rt.redis.exists(outbox) else defaultdict(int)
+    counts = resume(rt, outbox, run_rules=run_rules)
     groups: dict[Place, dict[str, SourceEvent]] = defaultdict(dict)
     for raw in raw_events:
         ev = SourceEvent.from_json(raw)
@@ -248,6 +247,11 @@ def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
     if at_ms:
         return at_ms
     return int(clock.now().timestamp() * 1000)
+
+
+def resume(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]:
+    """A retried job first drains what a killed previous attempt recorded in its outbox (if any)."""
+    return drain(rt, outbox, run_rules=run_rules) if rt.redis.exists(outbox) else defaultdict(int)
 
 
 def drain(
