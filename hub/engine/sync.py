@@ -73,15 +73,21 @@ def tracked_fields(cfg: Config, entity: str) -> set[str]:
     return out
 
 
-def field_mode(mapping: Mapping, name: str, system: str) -> str:
-    """How ``system``'s value of a field counts: ``own``, ``shared`` or ``deny:<owner>`` (per record
-    and field on the sync path: remembered per mapping)."""
-    modes: dict[tuple[str, str], str] = mapping.memo("_memo_field_modes", dict)
-    mode = modes.get((name, system))
-    if mode is None:
-        owner = mapping.owner_of(name)
-        mode = modes[(name, system)] = "shared" if owner is None else "own" if owner == system else f"deny:{owner}"
-    return mode
+def field_modes(mapping: Mapping, system: str) -> dict[str, str]:
+    """How ``system``'s value of each field counts: ``own``, ``shared`` or ``deny:<owner>``
+    (looked up per record and field on the sync path: built once per mapping and system). A
+    field the mapping does not declare has no owner: ``shared``."""
+
+    def build() -> dict[str, dict[str, str]]:
+        return {}
+
+    per_system = mapping.memo("_memo_field_modes", build)
+    modes = per_system.get(system)
+    if modes is None:
+        owners = {name: mapping.owner_of(name) for name in mapping.all_fields()}
+        modes = {n: "shared" if o is None else "own" if o == system else f"deny:{o}" for n, o in owners.items()}
+        per_system[system] = modes
+    return modes
 
 
 def outbox_name() -> str:
@@ -139,6 +145,7 @@ def _ingest_place(
     connector = rt.connector(place.system)
     coll_id = collection_id(place.system, place.coll)
     tracked = tracked_fields(cfg, place.entity)
+    modes = field_modes(mapping, place.system)
     names = [f"{coll_id}:{e.id}" for e in evs]
     with state.locked(names):
         live = {r.id: r for r in connector.get_many(place.coll, [e.id for e in evs])}
@@ -159,7 +166,7 @@ def _ingest_place(
             values = decoded.values
             key = record_key(mapping, values, place.system, rec.id)
             source_ms = _source_ms(rec.updated_at, ev.at_ms)
-            obs = [FieldObs(n, v, field_mode(mapping, n, place.system), n in tracked) for n, v in values.items()]
+            obs = [FieldObs(n, v, modes.get(n, "shared"), n in tracked) for n, v in values.items()]
             item.update(key=key, values=to_json(values), at_ms=source_ms)
             inline = _inline_computed(mapping, values)
             if inline is not None:

@@ -15,9 +15,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
 from hub.config.mapping import FieldDef
+from hub.mapping.phone import to_e164
 
 _TRUE = {"true", "yes", "y", "1", "on", "checked", "oui", "vrai"}
 _FALSE = {"false", "no", "n", "0", "off", "unchecked", "non", "faux", ""}
@@ -123,7 +122,10 @@ def phone_e164(value: Any, region: str | None) -> str:
     text = str(value).strip()
     known = _PHONES.get((text, region))
     if known is None:
-        known = _parse_e164(text, region)
+        found = to_e164(text, region)
+        if found is None:
+            raise ValueProblem(f"expected a phone number, got {text!r}")
+        known = found
         if len(_PHONES) >= _PHONES_MAX:
             _PHONES.clear()
         _PHONES[(text, region)] = known
@@ -133,16 +135,6 @@ def phone_e164(value: Any, region: str | None) -> str:
 
 def clear_phone_cache() -> None:
     _PHONES.clear()
-
-
-def _parse_e164(text: str, region: str | None) -> str:
-    try:
-        parsed = phonenumbers.parse(text, (region or "").upper() or None)
-    except phonenumbers.NumberParseException:
-        raise ValueProblem(f"expected a phone number, got {text!r}") from None
-    if not phonenumbers.is_possible_number(parsed):
-        raise ValueProblem(f"expected a phone number, got {text!r}")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def _email(value: Any) -> str:
