@@ -53,31 +53,37 @@ def index_key(system: str, coll: str, record_id: str) -> str:
 
 
 _APPLY = """
-local fields = cjson.decode(ARGV[4])
 local ts = tonumber(ARGV[3])
 local sys = ARGV[1]
-local n = #fields
--- Read everything this record needs in one HMGET: per field what `sys` last had, the agreed
--- fingerprint, its time and (for tracked fields) its value; then the version.
-local names = {}
-for i, f in ipairs(fields) do
-  names[#names + 1] = 's:' .. sys .. ':' .. f[1]
-  names[#names + 1] = 'f:' .. f[1]
-  names[#names + 1] = 't:' .. f[1]
-  names[#names + 1] = 'v:' .. f[1]
+local hub = sys == 'hub'
+-- Fields come flat from ARGV[8] on: name, fingerprint, mode, tracked value ('' when not tracked).
+-- Read everything this record needs in one HMGET: per field what `sys` last had (not for the
+-- hub's own values), the agreed fingerprint, its time (shared fields only: the others never
+-- compare times) and the value (tracked fields only); then the version.
+-- pos[i] is where field i's agreed fingerprint lands in the reply; what `sys` had is just before
+-- it, its time and value just after it, when read.
+local names, pos, n = {}, {}, 0
+local prefix = 's:' .. sys .. ':'
+for i = 8, #ARGV, 4 do
+  local name = ARGV[i]
+  if not hub then n = n + 1; names[n] = prefix .. name end
+  n = n + 1; names[n] = 'f:' .. name; pos[i] = n
+  if ARGV[i + 2] == 'shared' then n = n + 1; names[n] = 't:' .. name end
+  if ARGV[i + 3] ~= '' then n = n + 1; names[n] = 'v:' .. name end
 end
-names[#names + 1] = 'ver'
+names[n + 1] = 'ver'
 local got = redis.call('HMGET', KEYS[1], unpack(names))
-local existed = got[#got] ~= false
+local existed = got[n + 1] ~= false
 local changed, conflicts, writes = {}, {}, {}
-for i, f in ipairs(fields) do
-  local name, fp, mode, tracked = f[1], f[2], f[3], f[4]
-  local seen, cur, t, old = got[4 * i - 3], got[4 * i - 2], got[4 * i - 1], got[4 * i]
+for i = 8, #ARGV, 4 do
+  local name, fp, mode, tracked = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local f = pos[i]
+  local cur = got[f]
+  local shared = mode == 'shared'
   -- A system changed a field only if its value differs from what that system last had:
   -- a stale value waiting for propagation is not a change.
-  if sys == 'hub' then seen = nil end
-  if seen ~= fp then
-    if sys ~= 'hub' then
+  if hub or got[f - 1] ~= fp then
+    if not hub then
       writes[#writes + 1] = 's:' .. sys .. ':' .. name
       writes[#writes + 1] = fp
     end
@@ -85,15 +91,15 @@ for i, f in ipairs(fields) do
       local accept, reason = false, ''
       if not cur or mode == 'own' then
         accept = true
-      elseif mode == 'shared' then
-        if ts >= tonumber(t or '0') then accept = true else reason = 'older' end
+      elseif shared then
+        if ts >= tonumber(got[f + 1] or '0') then accept = true else reason = 'older' end
       else
         reason = mode
       end
       if accept then
         local prev = ''
-        if tracked ~= false then
-          prev = old or ''
+        if tracked ~= '' then
+          prev = got[shared and f + 2 or f + 1] or ''
           writes[#writes + 1] = 'v:' .. name
           writes[#writes + 1] = tracked
         end
@@ -113,7 +119,7 @@ if ARGV[2] ~= '' then
   writes[#writes + 1] = ARGV[2]
   redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[7])
 end
-local ver = tonumber(got[#got] or '0')
+local ver = tonumber(got[n + 1] or '0')
 if #changed > 0 or not existed then
   ver = ver + 1
   writes[#writes + 1] = 'ver'
@@ -127,7 +133,7 @@ local result = cjson.encode({created = not existed, version = ver, changed = cha
 if KEYS[3] ~= '' and (#changed > 0 or #conflicts > 0 or not existed) then
   -- The item is JSON already: spliced in as is, not decoded and encoded again.
   if redis.call('RPUSH', KEYS[3], '{"item":' .. ARGV[5] .. ',"result":' .. result .. '}') == 1 then
-    redis.call('EXPIRE', KEYS[3], ARGV[8])
+    redis.call('EXPIRE', KEYS[3], ARGV[4])
   end
 end
 return result
@@ -196,13 +202,11 @@ def _apply_call(
     outbox: str = "",
     item: dict[str, Any] | None = None,
 ) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of one _APPLY."""
-    payload = [
-        [f.name, fingerprint(f.value), f.mode, orjson.dumps(to_json(f.value)).decode() if f.tracked else False]
-        for f in fields
-    ]
+    """KEYS and ARGV of one _APPLY: the record's arguments, then four per field."""
     keys = [state_key(entity, key), index_key(system, coll_id, record_id), outbox]
-    args = [system, record_id, source_ms, orjson.dumps(payload), orjson.dumps(item or {}), key, STATE_TTL, OUTBOX_TTL]
+    args: list[Any] = [system, record_id, source_ms, OUTBOX_TTL, orjson.dumps(item or {}), key, STATE_TTL]
+    for f in fields:
+        args += (f.name, fingerprint(f.value), f.mode, orjson.dumps(to_json(f.value)) if f.tracked else "")
     return keys, args
 
 

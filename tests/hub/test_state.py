@@ -54,3 +54,32 @@ def test_logged_entries_equal_the_outbox(redis_conn: redis.Redis) -> None:
     assert len(in_redis) == 5
     assert logged == in_redis
     assert state.outbox(OUTBOX) == logged
+
+
+def test_changes_carry_the_previous_value_of_tracked_fields(redis_conn: redis.Redis) -> None:
+    """Shared and owned tracked fields, next to untracked ones: each change reports the value it replaced."""
+    state = RecordState(redis_conn)
+    key = "email:t@x.org"
+
+    def fields(segment: str, score: int, note: str) -> list[FieldObs]:
+        return [
+            FieldObs("note", note, "shared"),
+            FieldObs("segment", segment, "shared", True),
+            FieldObs("email", "t@x.org", "own"),
+            FieldObs("score", score, "own", True),
+        ]
+
+    first = state.apply_many([call(key, "hubspot", fields("new", 1, "a"), ms=10)])[0]
+    assert first.created
+    assert sorted(first.changed) == [("email", None, False), ("note", None, False), ("score", None, False),
+                                     ("segment", None, False)]  # fmt: skip
+    second = state.apply_many([call(key, "hubspot", fields("vip", 2, "b"), ms=20)])[0]
+    assert sorted(second.changed) == [("note", None, True), ("score", 1, True), ("segment", "new", True)]
+    # An older shared edit from another system is refused; the hub's own write replaces the owned value.
+    older = state.apply_many([call(key, "airtable", [FieldObs("segment", "lost", "shared", True)], ms=15)])[0]
+    assert older.conflicts == [("segment", "older")] and not older.changed
+    hub = state.apply_many([call(key, "hub", [FieldObs("score", 3, "own", True)], ms=30)])[0]
+    assert hub.changed == [("score", 2, True)]
+    # The system that reported score 2 reporting it again is no change (it has not seen the hub's 3 yet).
+    again = state.apply_many([call(key, "hubspot", fields("vip", 2, "b"), ms=40)])[0]
+    assert not again.changed and not again.conflicts
