@@ -77,11 +77,7 @@ def field_modes(mapping: Mapping, system: str) -> dict[str, str]:
     """How ``system``'s value of each field counts: ``own``, ``shared`` or ``deny:<owner>``
     (looked up per record and field on the sync path: built once per mapping and system). A
     field the mapping does not declare has no owner: ``shared``."""
-
-    def build() -> dict[str, dict[str, str]]:
-        return {}
-
-    per_system = mapping.memo("_memo_field_modes", build)
+    per_system: dict[str, dict[str, str]] = mapping.memo("_memo_field_modes", dict)
     modes = per_system.get(system)
     if modes is None:
         owners = {name: mapping.owner_of(name) for name in mapping.all_fields()}
