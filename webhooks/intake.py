@@ -123,6 +123,8 @@ redis.call('SADD', KEYS[nb + 3], KEYS[nb + 2])
 return -1
 """
 _ACCEPT = Script(_SCRIPT, repeatable=True)  # a repeat finds its own keys seen and writes nothing
+
+
 def _try_accept(
     r: redis.Redis, tpl: jobs.JobTemplate, provider: str, events: list[dict[str, Any]], keys: list[str],
     extra: dict[str, Any],

@@ -84,7 +84,7 @@ for i = 8, #ARGV, 4 do
   -- a stale value waiting for propagation is not a change.
   if hub or got[f - 1] ~= fp then
     if not hub then
-      writes[#writes + 1] = 's:' .. sys .. ':' .. name
+      writes[#writes + 1] = prefix .. name
       writes[#writes + 1] = fp
     end
     if cur ~= fp then
