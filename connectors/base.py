@@ -19,6 +19,9 @@ class Collection:
 
     name: str  # Airtable table name or id, HubSpot object type, Firestore collection path, Mailchimp list id
     base: str = ""  # Airtable base id; empty elsewhere
+    # The fields the caller reads (empty: all). HubSpot asks for these properties only: an object
+    # type has hundreds, a mapping reads a handful, and every batch read carries them.
+    fields: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"{self.base}/{self.name}" if self.base else self.name

@@ -171,7 +171,10 @@ class HubSpotConnector:
         return call(run, classify=judge, what=f"hubspot {what}", policy=self.policy)
 
     def fields_for(self, coll: Collection) -> list[str]:
-        """Properties to read: those configured for the type, else every property it has."""
+        """Properties to read: those the collection names, else those configured for the type, else
+        every property it has."""
+        if coll.fields:
+            return list(coll.fields)
         if coll.name in self.properties:
             return self.properties[coll.name]
         if coll.name not in self._known:

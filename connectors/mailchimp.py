@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import mailchimp_marketing
 import redis
 import requests
+from mailchimp_marketing.api.lists_api import ListsApi
 
 from connectors.base import Collection, FieldSpec, Record, Write, chunks
 from connectors.governor import ConcurrencyGovernor
@@ -34,6 +34,7 @@ from connectors.mailchimp_wire import (
     HttpStatus,
     MailchimpBatchError,
     MemberFailure,
+    SessionApiClient,
     classify,
     dig,
     expect_doc,
@@ -82,13 +83,12 @@ class MailchimpConnector(AudienceActions):
             )
         if not 1 <= batch_size <= BATCH_LIMIT:
             raise ConfigError(f"batch_size must be 1..{BATCH_LIMIT}, got {batch_size!r}")
-        self.client = mailchimp_marketing.Client()
-        self.client.set_config({"api_key": api_key, "timeout": timeout})
+        self.api = SessionApiClient({"api_key": api_key, "timeout": timeout})
         if host:
             base = host.rstrip("/").removesuffix("/3.0")
-            self.client.api_client.host = base + "/3.0"
-            self.client.api_client.server = ""  # the SDK would replace "server" anywhere in the URL
-        self.lists = self.client.lists
+            self.api.host = base + "/3.0"
+            self.api.server = ""  # the SDK would replace "server" anywhere in the URL
+        self.lists = ListsApi(self.api)
         key = hashlib.sha256(api_key.encode()).hexdigest()[:12]
         self.inflight = ConcurrencyGovernor(conn, f"mailchimp:{key}", limit=CONNECTIONS)
         self.policy = policy or RetryPolicy()

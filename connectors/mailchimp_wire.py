@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from mailchimp_marketing.api_client import ApiClientError
+from mailchimp_marketing.api_client import ApiClient, ApiClientError
 
 from connectors.base import Collection, FieldSpec, Record
 from hub.errors import ConfigError, HubError, PermanentError, RateLimited, TransientError
@@ -211,3 +211,37 @@ def merge_field_body(spec: FieldSpec, tag: str) -> dict[str, Any]:
             raise ConfigError(f"enum field {spec.name!r} needs options to become a Mailchimp dropdown")
         body["options"] = {"choices": [str(o) for o in spec.options]}
     return body
+
+
+class SessionApiClient(ApiClient):  # type: ignore[misc]
+    """The SDK's API client over one keep-alive :class:`requests.Session`.
+
+    The SDK sends every call with ``requests.post(...)`` and the like: a new connection each time,
+    against Mailchimp a new TLS handshake, for every batch. Everything else (URLs, headers,
+    serialization, how answers and errors are read) stays the SDK's."""
+
+    _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
+    _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.session = requests.Session()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        query_params: Any = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> requests.Response:
+        if method not in self._METHODS:
+            raise ValueError(f"http method must be one of {sorted(self._METHODS)}, got {method!r}")
+        headers = dict(headers or {})
+        auth = ("user", self.api_key) if self.is_basic_auth else None
+        if self.is_oauth:
+            headers["Authorization"] = "Bearer " + self.access_token
+        data = json.dumps(body) if method in self._WITH_BODY else None
+        return self.session.request(
+            method, url, params=query_params, data=data, headers=headers, auth=auth, timeout=self.timeout
+        )

@@ -25,7 +25,8 @@ def collection(mapping: Mapping, system: str) -> Collection:
     if system == "airtable":
         return Collection(target.table, base=target.base)
     if system == "hubspot":
-        return Collection(target.object)
+        properties = dict.fromkeys(sf.field.split(".")[0] for sf in target.fields.values())
+        return Collection(target.object, fields=tuple(properties))
     if system == "firestore":
         return Collection(target.collection)
     if system == "mailchimp":

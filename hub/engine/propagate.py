@@ -88,40 +88,45 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     if not writes:
         return {"written": 0, "stale": stale}
     written = connector.upsert_many(coll, writes)
-    now_ms = int(clock.now().timestamp() * 1000)
     id_field = f"{target}_id"
+    created = [(key, rec.id) for key, write, rec in zip(keys, writes, written, strict=True) if write.id != rec.id]
     # Where a system maps the new id (a HubSpot id column in Airtable), it is a field like any other,
-    # propagated through the outbox; else only the state's link (id and index) is recorded.
+    # propagated through the outbox; else only the state's link (id and index) is kept, in the same
+    # round trip as what was written.
     shown = any(id_field in sf.fields for _, sf in mapping.systems.items())
-    state.written_many(entity, [(key, target, fps) for key, fps in zip(keys, sent, strict=True)])
-    links = [
-        {
-            "entity": entity,
-            "key": key,
-            "system": target,
-            "coll_id": coll_id,
-            "record_id": rec.id,
-            "source_ms": now_ms,
-            "fields": [FieldObs(id_field, rec.id, "own")] if shown else [],
-            "outbox": outbox if shown else "",
-            "item": {
+    state.written_many(
+        entity,
+        [(key, target, fps) for key, fps in zip(keys, sent, strict=True)],
+        links=() if shown else [(key, target, coll_id, rid) for key, rid in created],
+    )
+    if shown and created:
+        now_ms = int(clock.now().timestamp() * 1000)
+        links = [
+            {
                 "entity": entity,
-                "system": target,
-                "id": rec.id,
-                "kind": "link",
                 "key": key,
-                "values": {id_field: rec.id},
-                "at_ms": now_ms,
-            },
-        }
-        for key, write, rec in zip(keys, writes, written, strict=True)
-        if write.id != rec.id  # created there: remember its id (in the systems too, where mapped)
-    ]
-    if links:
+                "system": target,
+                "coll_id": coll_id,
+                "record_id": rid,
+                "source_ms": now_ms,
+                "fields": [FieldObs(id_field, rid, "own")],
+                "outbox": outbox,
+                "item": {
+                    "entity": entity,
+                    "system": target,
+                    "id": rid,
+                    "kind": "link",
+                    "key": key,
+                    "values": {id_field: rid},
+                    "at_ms": now_ms,
+                },
+            }
+            for key, rid in created
+        ]
         logged: list[dict[str, Any]] = []
         state.apply_many(links, logged=logged)
         drain(rt, outbox, entries=logged)
-    return {"written": len(written), "stale": stale, "linked": len(links)}
+    return {"written": len(written), "stale": stale, "linked": len(created)}
 
 
 @hub_job

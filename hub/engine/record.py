@@ -7,6 +7,7 @@ no system already stores them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from hub.config.loader import Config
@@ -155,8 +156,11 @@ def assemble(
     *,
     fresh: bool = False,
     loader: Loader | None = None,
+    computed: Collection[str] = (),
 ) -> dict[str, Any]:
-    """The record for rules: ``values`` (canonical, from the source system) completed from the others."""
+    """The record for rules: ``values`` (canonical, from the source system) completed from the others.
+    ``computed``: computed fields whose values in ``values`` the sync computed from these very
+    values (not computed again)."""
     cfg = rt.config
     mapping = cfg.mapping(entity)
     typed = revive(mapping, values)
@@ -165,7 +169,7 @@ def assemble(
         if fresh or missing:
             typed = fetch_all(rt, mapping, key, only=missing, skip=None if fresh else source, base=typed, loader=loader)
     record = complete(mapping, typed)
-    return with_computed(rt, mapping, record)
+    return with_computed(rt, mapping, record, known=computed)
 
 
 def with_computed(
@@ -173,9 +177,11 @@ def with_computed(
     mapping: Mapping,
     record: dict[str, Any],
     related: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] | None = None,
+    known: Collection[str] = (),
 ) -> dict[str, Any]:
     """Fill computed fields: aggregates first (live if no system stores them; from ``related``,
-    {entity: {join value: records}}, when the caller loaded them in bulk), then expressions."""
+    {entity: {join value: records}}, when the caller loaded them in bulk), then expressions
+    (except those ``known`` already)."""
     aggregates, computed = _derived(mapping)
     if aggregates and rt is not None:
         from hub.engine.compute import aggregate
@@ -185,7 +191,8 @@ def with_computed(
                 groups = (related or {}).get((fd.aggregate.entity, fd.aggregate.join))  # type: ignore[union-attr]
                 record[name] = aggregate(rt, mapping, fd, record, groups)
     for name, fd in computed:
-        record[name] = _computed_value(fd, record, name)
+        if name not in known:
+            record[name] = _computed_value(fd, record, name)
     return record
 
 

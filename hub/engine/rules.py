@@ -94,7 +94,15 @@ def handle_record_event(
     record = (
         None
         if ev.kind == "deleted"
-        else assemble(rt, entity, ev.key, ev_json.get("values") or {}, ev_json.get("system"), loader=loader)
+        else assemble(
+            rt,
+            entity,
+            ev.key,
+            ev_json.get("values") or {},
+            ev_json.get("system"),
+            loader=loader,
+            computed=ev_json.get("computed") or (),
+        )
     )
     outcomes = []
     event = {"kind": ev.kind, "changes": ev_json.get("changes") or {}, "system": ev_json.get("system")}

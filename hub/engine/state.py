@@ -55,8 +55,11 @@ def index_key(system: str, coll: str, record_id: str) -> str:
 _APPLY = """
 local ts = tonumber(ARGV[3])
 local sys = ARGV[1]
-local hub = sys == 'hub'
+local all_hub = sys == 'hub'
 -- Fields come flat from ARGV[8] on: name, fingerprint, mode, tracked value ('' when not tracked).
+-- Mode `hub`: a value the hub computed (every field of a call made by the hub itself), owned by
+-- the hub and not something `sys` reported. The same field may come twice, as `sys` reported it
+-- (refused: `deny:hub`, which writes no agreed value) and as the hub computed it.
 -- Read everything this record needs in one HMGET: per field what `sys` last had (not for the
 -- hub's own values), the agreed fingerprint, its time (shared fields only: the others never
 -- compare times) and the value (tracked fields only); then the version.
@@ -66,7 +69,7 @@ local names, pos, n = {}, {}, 0
 local prefix = 's:' .. sys .. ':'
 for i = 8, #ARGV, 4 do
   local name = ARGV[i]
-  if not hub then n = n + 1; names[n] = prefix .. name end
+  if not all_hub and ARGV[i + 2] ~= 'hub' then n = n + 1; names[n] = prefix .. name end
   n = n + 1; names[n] = 'f:' .. name; pos[i] = n
   if ARGV[i + 2] == 'shared' then n = n + 1; names[n] = 't:' .. name end
   if ARGV[i + 3] ~= '' then n = n + 1; names[n] = 'v:' .. name end
@@ -80,6 +83,7 @@ for i = 8, #ARGV, 4 do
   local f = pos[i]
   local cur = got[f]
   local shared = mode == 'shared'
+  local hub = all_hub or mode == 'hub'
   -- A system changed a field only if its value differs from what that system last had:
   -- a stale value waiting for propagation is not a change.
   if hub or got[f - 1] ~= fp then
@@ -89,7 +93,7 @@ for i = 8, #ARGV, 4 do
     end
     if cur ~= fp then
       local accept, reason = false, ''
-      if not cur or mode == 'own' then
+      if not cur or hub or mode == 'own' then
         accept = true
       elseif shared then
         if ts >= tonumber(got[f + 1] or '0') then accept = true else reason = 'older' end
@@ -178,7 +182,7 @@ class FieldObs:
 
     name: str
     value: Any
-    mode: str  # own | shared | deny:<owner>
+    mode: str  # own | shared | deny:<owner> | hub (computed by the hub, whatever system reported the record)
     tracked: bool = False
 
 
@@ -283,13 +287,25 @@ class RecordState:
             out[key] = (fps, got[0].decode() if got[0] is not None else None)
         return out
 
-    def written_many(self, entity: str, writes: Sequence[tuple[str, str, dict[str, str]]]) -> None:
-        """:meth:`written` for many records at once: (key, system, fingerprints)."""
-        commands = []
+    def written_many(
+        self,
+        entity: str,
+        writes: Sequence[tuple[str, str, dict[str, str]]],
+        *,
+        links: Sequence[tuple[str, str, str, str]] = (),
+    ) -> None:
+        """:meth:`written` for many records at once: (key, system, fingerprints). ``links``: (key,
+        system, coll_id, record_id) of records the hub just created in a system, whose id is kept
+        in the same round trip (as :meth:`apply` keeps one, without a field change or an event)."""
+        fields: dict[str, list[str]] = {}
         for key, system, fps in writes:
-            if fps:
-                flat = [part for n, fp in fps.items() for part in (f"s:{system}:{n}", fp)]
-                commands.append(("HSET", state_key(entity, key), *flat))
+            fields.setdefault(key, []).extend(part for n, fp in fps.items() for part in (f"s:{system}:{n}", fp))
+        commands: list[tuple[Any, ...]] = []
+        for key, system, coll_id, record_id in links:
+            fields.setdefault(key, []).extend((f"id:{system}", record_id))
+            commands.append(("SET", index_key(system, coll_id, record_id), key, "EX", STATE_TTL))
+            commands.append(("EXPIRE", state_key(entity, key), STATE_TTL))
+        commands += [("HSET", state_key(entity, key), *flat) for key, flat in fields.items() if flat]
         scripts.pipeline(self.conn, commands)
 
     def delete(
@@ -328,12 +344,6 @@ class RecordState:
     def written(self, entity: str, key: str, system: str, fingerprints: dict[str, str]) -> None:
         """Remember what the hub just wrote to ``system``: its echo is then no change."""
         self.written_many(entity, [(key, system, fingerprints)])
-
-    def link(self, entity: str, key: str, system: str, coll_id: str, record_id: str) -> None:
-        with self.conn.pipeline() as pipe:
-            pipe.hset(state_key(entity, key), f"id:{system}", record_id)
-            pipe.set(index_key(system, coll_id, record_id), key, ex=STATE_TTL)
-            pipe.execute()
 
     # -- locks ----------------------------------------------------------------------------------
     @contextmanager

@@ -163,10 +163,16 @@ def _ingest_place(
             key = record_key(mapping, values, place.system, rec.id)
             source_ms = _source_ms(rec.updated_at, ev.at_ms)
             obs = [FieldObs(n, v, modes.get(n, "shared"), n in tracked) for n, v in values.items()]
-            item.update(key=key, values=to_json(values), at_ms=source_ms)
+            shown = to_json(values)
             inline = _inline_computed(mapping, values)
-            if inline is not None:
-                item["computed_inline"] = True
+            if inline:
+                # The read brought every input of the record's computed fields: they are computed now and
+                # applied in the same call, as the hub's own values (one event for the rules), instead of
+                # a recompute job reading every system. `computed` tells the drain and the rules.
+                obs += [FieldObs(n, v, "hub", n in tracked) for n, v in inline.items()]
+                shown.update(to_json(inline))
+                item["computed"] = list(inline)
+            item.update(key=key, values=shown, at_ms=source_ms)
             calls.append(
                 {
                     "entity": place.entity,
@@ -180,18 +186,11 @@ def _ingest_place(
                     "item": item,
                 }
             )
-            if inline:
-                # The change brought every input of the record's computed fields: compute them now, in the
-                # same drain (one event for the rules), instead of a recompute job reading every system.
-                calls.append(
-                    hub_call(
-                        place.entity, key, inline, kind="computed", at_ms=source_ms, tracked=tracked, outbox=outbox
-                    )
-                )
         for call, applied in zip(calls, state.apply_many(calls, logged=logged), strict=True):
-            if call["system"] != "hub":
-                counts["changed" if applied.changed else "unchanged"] += 1
-                counts["conflicts"] += len(applied.conflicts)
+            computed = call["item"].get("computed") or ()
+            reported = [c for c in applied.changed if c[0] not in computed]
+            counts["changed" if reported else "unchanged"] += 1
+            counts["conflicts"] += len(applied.conflicts)
     return deleted
 
 
@@ -277,6 +276,7 @@ def drain(
     recompute: dict[str, set[str]] = defaultdict(set)
     record_events: list[dict[str, Any]] = []
     conflicts: list[dict[str, Any]] = []
+    repairs: list[dict[str, Any]] = []
     for entry in entries:
         item, result = entry["item"], entry["result"]
         entity = item.get("entity")
@@ -290,28 +290,37 @@ def drain(
         changed = {
             name: (fastjson.loads(old) if old else None, bool(had)) for name, old, had in result.get("changed") or []
         }
+        computed = item.get("computed") or ()  # the hub's values: they go to the reporting system too
         kind = _kind(item, result)
         if kind == "updated" and result.get("created") and item.get("hint"):
             hinted = _hinted(mapping, item["system"], item["hint"])
-            changed = {n: v for n, v in changed.items() if n in hinted}
+            changed = {n: v for n, v in changed.items() if n in hinted or n in computed}
+        refused = result.get("conflicts") or []
+        # Computed values go to the reporting system too: when they changed, and where it was edited
+        # against them (its copy is put back with the value computed from its own read).
+        ours = [n for n in computed if n in changed or any(n == name for name, _ in refused)]
         for target, _ in mapping.systems.items():
-            if target == item["system"]:
-                continue
+            own = target == item["system"]
             target_fields = getattr(mapping.systems, target).fields
-            send = {n: values.get(n) for n in changed if n in target_fields and not target_fields[n].readonly}
-            if send or result.get("created"):
+            send = {
+                n: values.get(n)
+                for n in (ours if own else changed)
+                if n in target_fields and not target_fields[n].readonly
+            }
+            if send or (result.get("created") and not own):
                 pushes[(entity, target)].append({"key": item["key"], "values": send, "source": item["system"]})
-        for name, reason in result.get("conflicts") or []:
-            conflicts.append(
-                {
-                    "entity": entity,
-                    "key": item["key"],
-                    "field": name,
-                    "reason": reason,
-                    "system": item["system"],
-                    "at": to_json(clock.now()),
-                }
-            )
+        for name, reason in refused:
+            conflict = {
+                "entity": entity,
+                "key": item["key"],
+                "field": name,
+                "reason": reason,
+                "system": item["system"],
+                "at": to_json(clock.now()),
+            }
+            conflicts.append(conflict)
+            if name not in ours:  # put back by the push above
+                repairs.append(conflict)
         if item.get("kind") == "link":
             continue  # a cross-system id learned by the hub: bookkeeping, not a business change
         if changed and item.get("kind") != "computed":
@@ -335,7 +344,8 @@ def drain(
             pipe.lpush("hub:conflicts", json.dumps(c))
         if conflicts:
             pipe.ltrim("hub:conflicts", 0, 9999)
-            jobs.push(pipe, rt.redis, "hub.engine.propagate.repair", conflicts)
+        if repairs:
+            jobs.push(pipe, rt.redis, "hub.engine.propagate.repair", repairs)
         pipe.delete(outbox)
         pipe.execute()
     return counts
@@ -363,6 +373,11 @@ def _merged(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "occurrence": ev["occurrence"] if ev["version"] >= first["version"] else first["occurrence"],
             "caused_by": first.get("caused_by") if first.get("caused_by") == ev.get("caused_by") else None,
         }
+        # Computed values stay fresh only if the later change computed them too or changed nothing.
+        computed = ev.get("computed") or (None if ev["changes"] else first.get("computed"))
+        out[k].pop("computed", None)
+        if computed:
+            out[k]["computed"] = computed
     return list(out.values())
 
 
@@ -374,7 +389,7 @@ def _recompute_requests(cfg: Config, mapping: Mapping, item: dict[str, Any], out
     # Own computed fields: when the record is new or an input changed (aggregates move with their
     # related records, below).
     changed = set(item.get("changed_names") or [])
-    inline = item.get("computed_inline")
+    inline = item.get("computed")
     if computed_names(mapping) and not inline and (item.get("created") or computed_inputs(mapping) & changed):
         out[mapping.entity].add(item["key"])
     for parent, keys in parents_of(cfg, mapping.entity, item.get("values") or {}).items():
@@ -394,7 +409,7 @@ def _hinted(mapping: Mapping, system: str, hint: list[str]) -> set[str]:
 
 
 def _record_event(item: dict[str, Any], result: dict[str, Any], kind: str, changes: dict[str, Any]) -> dict[str, Any]:
-    return {
+    event = {
         "entity": item["entity"],
         "key": item.get("key"),
         "kind": kind,
@@ -408,3 +423,6 @@ def _record_event(item: dict[str, Any], result: dict[str, Any], kind: str, chang
         "caused_by": item.get("rule"),  # the rule whose action made this change (it does not re-trigger itself)
         "at_ms": item.get("at_ms"),
     }
+    if item.get("computed"):
+        event["computed"] = item["computed"]  # computed from these very values: the rules need not again
+    return event

@@ -102,6 +102,17 @@ def test_250_writes_are_exactly_3_batch_requests_and_come_back_in_order(
     assert requests_to(hubspot_standin, "POST /crm/v3/objects/<otype>/batch/update") == 3
 
 
+def test_a_collection_naming_its_fields_reads_only_those_properties(hubspot: HubSpotConnector) -> None:  # noqa: F811
+    [made] = hubspot.upsert_many(CONTACTS, [Write({"email": "cat@example.com", "firstname": "Cat", "city": "Lyon"})])
+    narrow = Collection("contacts", fields=("email", "firstname"))
+    [got] = hubspot.get_many(narrow, [made.id])
+    assert got.fields["email"] == "cat@example.com" and got.fields["firstname"] == "Cat"
+    assert "city" not in got.fields and "lifecyclestage" not in got.fields  # not asked for
+    [everything] = hubspot.get_many(CONTACTS, [made.id])  # no fields named: every property
+    assert everything.fields["city"] == "Lyon" and "lifecyclestage" in everything.fields
+    assert [r.fields.get("city") for r in hubspot.iterate(narrow)] == [None]
+
+
 def test_iterate_pages_over_260_records(hubspot: HubSpotConnector, hubspot_standin: ServerHandle) -> None:  # noqa: F811
     hubspot.upsert_many(DEALS, [Write({"dealname": f"D{i}", "amount": i % 3}) for i in range(260)])
     everything = list(hubspot.iterate(DEALS))

@@ -309,7 +309,7 @@ def test_connect_reads_the_settings(sb: MailchimpSandbox, redis_conn: redis.Redi
         connect(Settings(env={"MAILCHIMP_API_KEY": "abc"}), redis_conn)
     env = {**sb.env, "MAILCHIMP_HOST": sb.url + "/3.0/"}
     mc = connect(Settings(env=env), redis_conn, policy=fast_policy())
-    assert mc.client.api_client.host == sb.url + "/3.0"
+    assert mc.api.host == sb.url + "/3.0"
     assert mc.get(Collection(sb.list_id), subscriber_hash("nobody@example.com")) is None
     real = connect(Settings(env={"MAILCHIMP_API_KEY": "0" * 32 + "-us7"}), redis_conn)
-    assert real.client.api_client.server == "us7"  # the SDK's https://server.api.mailchimp.com/3.0
+    assert real.api.server == "us7"  # the SDK's https://server.api.mailchimp.com/3.0

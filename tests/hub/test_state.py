@@ -83,3 +83,29 @@ def test_changes_carry_the_previous_value_of_tracked_fields(redis_conn: redis.Re
     # The system that reported score 2 reporting it again is no change (it has not seen the hub's 3 yet).
     again = state.apply_many([call(key, "hubspot", fields("vip", 2, "b"), ms=40)])[0]
     assert not again.changed and not again.conflicts
+
+
+def test_a_hub_value_and_a_refused_report_of_the_same_field_in_one_call(redis_conn: redis.Redis) -> None:
+    """A computed field the reporting system also maps: its copy there is refused (the hub owns it),
+    the value the hub computed from the same read is applied, in the one call."""
+    state = RecordState(redis_conn)
+    key = "email:h@x.org"
+    first = state.apply_many([call(key, "hubspot", [FieldObs("tier", "gold", "hub", True)], ms=10)])[0]
+    assert first.changed == [("tier", None, False)]
+    both = [FieldObs("tier", "basic", "deny:hub", True), FieldObs("tier", "basic", "hub", True)]
+    applied = state.apply_many([call(key, "hubspot", both, ms=20)])[0]
+    assert applied.conflicts == [("tier", "deny:hub")] and applied.changed == [("tier", "gold", True)]
+    # What the system reported is remembered as its copy: the same report again is nothing new.
+    again = state.apply_many([call(key, "hubspot", both, ms=30)])[0]
+    assert not again.changed and not again.conflicts
+
+
+def test_links_are_kept_with_what_was_written(redis_conn: redis.Redis) -> None:
+    state = RecordState(redis_conn)
+    key = "email:l@x.org"
+    state.apply_many([call(key, "hubspot", [FieldObs("email", "l@x.org", "own")], ms=10)])
+    state.written_many("person", [(key, "mailchimp", {"email": "fp1"})], links=[(key, "mailchimp", "mc:list", "m1")])
+    assert state.ids("person", key) == {"hubspot": f"id-{key}", "mailchimp": "m1"}
+    assert state.key_for("mailchimp", "mc:list", "m1") == key
+    assert redis_conn.hget(f"hub:r:person:{key}", "s:mailchimp:email") == b"fp1"
+    assert redis_conn.ttl(f"hub:r:person:{key}") > 0 and redis_conn.ttl("hub:x:mailchimp:mc:list:m1") > 0

@@ -73,3 +73,15 @@ def test_a_new_mapping_never_reads_with_the_plan_of_a_collected_one() -> None:
         gc.collect()
         new = mapping("work_email")
         assert from_system(new, "hubspot", record).values["email"] == "w@b.c"
+
+
+def test_the_hubspot_collection_names_the_properties_the_mapping_reads() -> None:
+    from hub.engine.entities import collection
+
+    coll = collection(MAPPING, "hubspot")
+    assert coll.name == "contacts" and coll.fields == ("email", "phone", "s", "b", "t", "v")
+    nested = Mapping.model_validate(
+        {"entity": "x", "identity": ["a"], "fields": {"a": "string", "b": "string"},
+         "systems": {"hubspot": {"object": "deals", "fields": {"a": "p.one", "b": "p.two"}}}}
+    )  # fmt: skip
+    assert collection(nested, "hubspot").fields == ("p",)
