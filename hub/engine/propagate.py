@@ -18,7 +18,7 @@ from hub.engine.entities import collection, collection_id, identity_field
 from hub.engine.state import FieldObs, RecordState, fingerprint
 from hub.engine.sync import drain, outbox_name, resume
 from hub.jobs import hub_job
-from hub.mapping.translate import from_system, normalize, system_field, to_system
+from hub.mapping.translate import from_system, revive, system_field, to_system
 from hub.runtime import Runtime
 
 log = logging.getLogger("hub.sync")
@@ -56,13 +56,15 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
     for it in items:  # one write per record, whatever number of changes the batch carried
         merged.setdefault(it["key"], {}).update(it["values"])
     agreed = state.agreed(entity, merged, target)
+    target_fields = getattr(mapping.systems, target).fields
     for key, values in merged.items():
         fps, target_id = agreed[key]
-        send = {n: v for n, v in values.items() if fps[n] == fingerprint(v)}
+        ours = {n: fingerprint(v) for n, v in values.items()}
+        send = {n: v for n, v in values.items() if fps[n] == ours[n]}
         stale += len(values) - len(send)
         if not send and target_id:
             continue
-        typed = normalize(mapping, send).values
+        typed = revive(mapping, send)  # the hub's own canonical JSON: typed once already, when read
         fields = to_system(mapping, target, typed)
         if target_id:
             writes.append(Write(fields, id=target_id))
@@ -73,7 +75,7 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
                 # A new member is subscribed only with marketing consent; else a transactional contact.
                 fields["status_if_new"] = "subscribed" if typed.get(mapping.consent) is True else "transactional"
             if sf is not None and ident_value and not ident_name.endswith("_id"):
-                ident_typed = normalize(mapping, {ident_name: ident_value}).values
+                ident_typed = revive(mapping, {ident_name: ident_value})
                 fields.update(to_system(mapping, target, ident_typed, only={ident_name}))
                 writes.append(Write(fields, match=sf))
             elif target == "firestore":
@@ -84,7 +86,7 @@ def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str
                 log.warning("propagate: %s record has no identity %s can match on; not created there", entity, target)
                 continue
         keys.append(key)
-        sent.append({n: fingerprint(v) for n, v in send.items() if n in getattr(mapping.systems, target).fields})
+        sent.append({n: ours[n] for n in send if n in target_fields})
     if not writes:
         return {"written": 0, "stale": stale}
     written = connector.upsert_many(coll, writes)

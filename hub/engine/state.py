@@ -34,11 +34,27 @@ STATE_TTL = 400 * 86400  # a record untouched for this long is forgotten (re-see
 OUTBOX_TTL = 7 * 86400
 
 
+def _digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+_NULL, _TRUE, _FALSE = _digest(b"null"), _digest(b"true"), _digest(b"false")
+
+
 def fingerprint(value: Any) -> str:
-    """A short digest of a canonical value (Redis keeps digests, never values)."""
-    if type(value) is str:  # the common case first: one per field of every record read
+    """A short digest of a canonical value (Redis keeps digests, never values): of ``"`` + the text
+    for text (dates as ISO text), else of the value's compact JSON with sorted keys. Called for
+    every field of every record read, so the common scalars take a short way to the same digest."""
+    kind = type(value)
+    if kind is str:
         return hashlib.sha1(('"' + value).encode()).hexdigest()[:16]
-    plain = value if isinstance(value, str | bool | int) or value is None else to_json(value)
+    if value is None:
+        return _NULL
+    if kind is bool:
+        return _TRUE if value else _FALSE
+    if kind is int:  # an int's JSON is its decimal text
+        return hashlib.sha1(str(value).encode()).hexdigest()[:16]
+    plain = value if isinstance(value, (str, bool, int)) else to_json(value)
     if isinstance(plain, str):  # dates included, as ISO text, without a JSON round trip
         return hashlib.sha1(('"' + plain).encode()).hexdigest()[:16]
     return hashlib.sha1(fastjson.dumps(plain, sort_keys=True)).hexdigest()[:16]

@@ -109,3 +109,36 @@ def test_links_are_kept_with_what_was_written(redis_conn: redis.Redis) -> None:
     assert state.key_for("mailchimp", "mc:list", "m1") == key
     assert redis_conn.hget(f"hub:r:person:{key}", "s:mailchimp:email") == b"fp1"
     assert redis_conn.ttl(f"hub:r:person:{key}") > 0 and redis_conn.ttl("hub:x:mailchimp:mc:list:m1") > 0
+
+
+def test_fingerprints_are_the_digest_of_the_canonical_json() -> None:
+    """What Redis already holds stays comparable: every kind of value digests as ``"`` + its text
+    (dates as ISO text) or as its compact JSON with sorted keys, whatever short way is taken."""
+    import enum
+    import hashlib
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from hub.engine.state import fingerprint
+    from hub.fastjson import dumps
+    from hub.mapping.values import to_json
+
+    class Level(enum.IntEnum):
+        PRO = 3
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    def reference(value: Any) -> str:
+        plain = to_json(value)
+        data = ('"' + plain).encode() if isinstance(plain, str) else dumps(plain, sort_keys=True)
+        return hashlib.sha1(data).hexdigest()[:16]
+
+    values: list[Any] = [
+        "", "é", "a@b.c", None, True, False, 0, -7, 3, 2**63 + 5, -(2**70), 1.0, 5000.0, 0.1, -2.5, 1e16,
+        1.5e-7, 2.0**60, date(2026, 3, 1), datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
+        datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=2))), ["b", 1, None],
+        {"z": 1, "a": [True, 2.0]}, Level.PRO, Colour.RED,
+    ]  # fmt: skip
+    for value in values:
+        assert fingerprint(value) == reference(value), value
+    assert len({fingerprint(v) for v in (None, True, False, 0, 1, "1", "true", 1.5)}) == 8
