@@ -12,7 +12,6 @@ Schema and webhook management (properties, pipelines, associations, subscription
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -36,6 +35,7 @@ from connectors.base import Collection, FieldSpec, Record, Write, chunks
 from connectors.governor import RateGovernor
 from connectors.hubspot_wire import SYSTEM, classify, epoch_ms, to_hubspot, token_key
 from connectors.retry import RetryPolicy, call
+from hub import fastjson
 from hub.errors import ConfigError, HubError, PermanentError, RateLimited
 from hub.settings import Settings
 
@@ -207,7 +207,7 @@ class HubSpotConnector:
                 partial(api.read, coll.name, body, _request_timeout=self.timeout, _preload_content=False),
                 coll.name,
             )
-            by_id.update((str(o["id"]), _raw_record(o)) for o in json.loads(resp.data).get("results") or [])
+            by_id.update((str(o["id"]), _raw_record(o)) for o in fastjson.loads(resp.data).get("results") or [])
         for rid in record_ids:
             if str(rid) in by_id:
                 out.append(by_id[str(rid)])

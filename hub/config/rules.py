@@ -119,13 +119,17 @@ class Rule(Strict):
 
     @property
     def entity(self) -> str | None:
-        """The entity whose records the rule acts on."""
+        """The entity whose records the rule acts on (asked for every rule and record event: looked
+        up once)."""
+        return self.memo("_memo_entity", self._entity) or None
+
+    def _entity(self) -> str:
         w = self.when
         for key in ("created", "updated", "deleted", "changed"):
             if (v := getattr(w, key, None)) is not None:
                 return str(v)
         fe = getattr(w, "for_each", None)
-        return fe.entity if fe is not None else None
+        return fe.entity if fe is not None else ""
 
 
 class Budget(Strict):
