@@ -47,17 +47,17 @@ def fingerprint(value: Any) -> str:
     every field of every record read, so the common scalars take a short way to the same digest."""
     kind = type(value)
     if kind is str:
-        return hashlib.sha1(('"' + value).encode()).hexdigest()[:16]
+        return _digest(('"' + value).encode())
     if value is None:
         return _NULL
     if kind is bool:
         return _TRUE if value else _FALSE
     if kind is int:  # an int's JSON is its decimal text
-        return hashlib.sha1(str(value).encode()).hexdigest()[:16]
+        return _digest(str(value).encode())
     plain = value if isinstance(value, (str, bool, int)) else to_json(value)
     if isinstance(plain, str):  # dates included, as ISO text, without a JSON round trip
-        return hashlib.sha1(('"' + plain).encode()).hexdigest()[:16]
-    return hashlib.sha1(fastjson.dumps(plain, sort_keys=True)).hexdigest()[:16]
+        return _digest(('"' + plain).encode())
+    return _digest(fastjson.dumps(plain, sort_keys=True))
 
 
 def state_key(entity: str, key: str) -> str:

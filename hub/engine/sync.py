@@ -296,9 +296,10 @@ def drain(
             hinted = _hinted(mapping, item["system"], item["hint"])
             changed = {n: v for n, v in changed.items() if n in hinted or n in computed}
         refused = result.get("conflicts") or []
+        refused_names = {name for name, _ in refused}
         # Computed values go to the reporting system too: when they changed, and where it was edited
         # against them (its copy is put back with the value computed from its own read).
-        ours = [n for n in computed if n in changed or any(n == name for name, _ in refused)]
+        ours = [n for n in computed if n in changed or n in refused_names]
         for target, _ in mapping.systems.items():
             own = target == item["system"]
             target_fields = getattr(mapping.systems, target).fields

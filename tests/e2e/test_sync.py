@@ -43,12 +43,10 @@ pytestmark = pytest.mark.usefixtures("needs_firestore")
 def writes(hub: Hub) -> dict[str, int]:
     """Write requests each system has received so far."""
     at = hub.stats("airtable")["requests"]
-    hs = hub.stats("hubspot")["requests"]
     return {
         "airtable": sum(n for k, n in at.items() if k.split()[0] in ("POST", "PATCH", "PUT") and "/meta/" not in k
                         and "webhooks" not in k and "listRecords" not in k),
-        "hubspot": sum(n for k, n in hs.items() if k.split()[0] in ("POST", "PATCH") and "/search" not in k
-                       and "/properties" not in k and "batch/read" not in k),
+        "hubspot": hub.hubspot_writes(),
         "firestore": hub.connector("firestore").counts["commits"],
     }
 

@@ -170,6 +170,14 @@ class Hub:
     def stats(self, system: str) -> dict[str, Any]:
         return self.stack.handles[system].standin.stats.snapshot()
 
+    def hubspot_writes(self) -> int:
+        """Record writes HubSpot has received so far (not searches, reads or schema calls)."""
+        return sum(
+            n
+            for k, n in self.stats("hubspot")["requests"].items()
+            if k.split()[0] in ("POST", "PATCH") and not any(p in k for p in ("/search", "/properties", "batch/read"))
+        )
+
     @contextmanager
     def served(self) -> Iterator[str]:
         """The hub's web app on a loopback port (for the stand-ins' webhook senders)."""
