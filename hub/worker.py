@@ -19,9 +19,12 @@ from typing import Any
 import redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import Job
+from rq.executions import Execution
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
-from rq.worker import SimpleWorker
+from rq.results import Result
+from rq.utils import now, utcformat
+from rq.worker import SimpleWorker, WorkerStatus
 
 from hub import jobs
 from hub.runtime import Runtime
@@ -36,10 +39,17 @@ class HubWorker(SimpleWorker):
     rq refreshes the worker's heartbeat three times per job (two round trips each) and checks for
     ``rq suspend`` before each job: with jobs back to back that is half of rq's Redis traffic per
     job. Here both happen at most once a second; the heartbeats rq makes as part of starting a job
-    (with the job's own time-out) are untouched."""
+    (with the job's own time-out) are untouched.
+
+    A job's own bookkeeping is rq's, in fewer round trips (five per job instead of eleven): its
+    execution record is written with the rest of its start, and a success is one transaction that
+    updates the job's status and end time rather than writing the whole job again (rq compresses
+    its arguments anew for that, ~0.4 ms for a batch of 100 events). Hub jobs have no dependents,
+    callbacks or repeats; a job that has any goes through rq's own path."""
 
     _beat_at = 0.0
     _suspension_checked_at = 0.0
+    _state_written: str | None = None
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if timeout is None and pipeline is None:
@@ -47,7 +57,16 @@ class HubWorker(SimpleWorker):
             if mono - self._beat_at < BEAT_EVERY:
                 return
             self._beat_at = mono
+            self._state_written = None  # the worker's hash may be new (Redis restarted): write the state again
         super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """rq sets ``idle`` twice between two jobs; the second write changes nothing."""
+        if pipeline is None and state == self._state_written:
+            self._state = state
+            return
+        super().set_state(state, pipeline)
+        self._state_written = state
 
     def check_for_suspension(self, burst: bool) -> None:
         mono = time.monotonic()
@@ -55,6 +74,74 @@ class HubWorker(SimpleWorker):
             return
         self._suspension_checked_at = mono
         super().check_for_suspension(burst)
+
+    # -- a job's bookkeeping ----------------------------------------------------------------------
+    @staticmethod
+    def _plain(job: Job) -> bool:
+        """No callbacks and no repeats: what rq does around the job is its bookkeeping only."""
+        return not (job._success_callback_name or job._failure_callback_name or job.repeats_left)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        """SimpleWorker's, with the execution record made in :meth:`prepare_job_execution`."""
+        if not self._plain(job):
+            super().execute_job(job, queue)
+            return
+        self.perform_job(job, queue)
+        self.set_state(WorkerStatus.IDLE)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """rq's preparation and its execution record (``prepare_execution``) in one transaction."""
+        if not self._plain(job) or (self.execution is not None and self.execution.job_id == job.id):
+            super().prepare_job_execution(job, remove_from_intermediate_queue)  # made by rq's own path
+            return
+        ttl = self.get_heartbeat_ttl(job)
+        with self.connection.pipeline() as pipe:
+            self.execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.set_current_job_id(job.id, pipeline=pipe)
+            self.set_current_job_working_time(0, pipeline=pipe)
+            self.heartbeat(ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            if remove_from_intermediate_queue:
+                pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipe.execute()
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """rq refreshes the job's heartbeat here to cover its callback; a plain job has none, and
+        its success or failure is written next."""
+        if not self._plain(job):
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
+        job.ended_at = now()
+
+    def handle_job_success(self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry) -> None:
+        """rq's success bookkeeping in one transaction, without watching for dependents (hub jobs
+        have none) and without writing the whole job again."""
+        if not self._plain(job):
+            super().handle_job_success(job, queue, started_job_registry)
+            return
+        assert job.started_at is not None and job.ended_at is not None
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipe:
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)
+            if result_ttl != 0:
+                job.set_status(JobStatus.FINISHED, pipeline=pipe)
+                pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
+                execution = self.execution
+                Result.create(job, Result.Type.SUCCESSFUL, result_ttl, return_value=job._result,
+                              worker_name=self.name, pipeline=pipe, execution_id=execution and execution.id,
+                              execution_started_at=execution and execution.created_at,
+                              execution_ended_at=job.ended_at)  # fmt: skip
+                job.finished_job_registry.add(job, result_ttl, pipe)
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            self.cleanup_execution(job, pipeline=pipe)
+            self.set_state(WorkerStatus.IDLE, pipeline=pipe)  # what execute_job does next, in this round trip
+            pipe.execute()
+        what = job.description if self.log_job_description else job.id
+        took = job.ended_at - job.started_at
+        self.log.info("Successfully completed %s job in %ss on worker %s", what, took, self.name)
 
     def clean_registries(self) -> None:
         try:

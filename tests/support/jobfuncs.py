@@ -40,3 +40,9 @@ def permanent(key: str) -> None:
 def config_error(key: str) -> None:
     _redis().incr(key)
     raise ConfigError("environment variable AIRTABLE_API_KEY is not set")
+
+
+
+@hub_job
+def bump(key: str) -> int:
+    return int(_redis().incr(key))
