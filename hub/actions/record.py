@@ -16,7 +16,7 @@ class SetArgs(Strict):
     fields: dict[Identifier, Any] = Field(min_length=1, description="Canonical field → value (templates allowed)")
 
 
-@action("record.set", SetArgs, check=lambda raw, cfg, entity: checks.known_fields(raw, cfg, entity))
+@action("record.set", SetArgs, external=False, check=lambda raw, cfg, entity: checks.known_fields(raw, cfg, entity))
 def set_fields(ctx: ActionContext, args: SetArgs) -> dict[str, Any]:
     """Set fields on the rule's record; written to every system that maps them."""
     return ctx.update_record(args.fields)
@@ -30,6 +30,7 @@ class UpsertArgs(Strict):
 @action(
     "record.upsert",
     UpsertArgs,
+    external=False,
     check=lambda raw, cfg, entity: (
         checks.known_entity(raw.get("entity"), cfg, "entity") or checks.known_fields(raw, cfg, raw.get("entity"))
     ),

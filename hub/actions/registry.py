@@ -23,7 +23,9 @@ class ActionSpec:
     args: type[BaseModel]
     run: Callable[[ActionContext, Any], dict[str, Any] | None]
     marketing: bool = False  # a message to a contact: consent and contact budgets apply
-    external: bool = True  # has an effect outside the hub (so it is guarded by an idempotency key)
+    # False: the action is one write of the hub's record state, which records the action done in
+    # the same script (exactly once without a lease); True: run_once's lease and done marker.
+    external: bool = True
     description: str = ""
     # Cross-checks at load: (raw args, config, rule entity) → [(argument path, message)]
     check: Callable[[dict[str, Any], Any, str | None], list[tuple[str, str]]] | None = None

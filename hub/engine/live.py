@@ -21,6 +21,7 @@ from connectors.base import Collection, FieldSpec, Write
 from hub import clock
 from hub.config.mapping import Mapping
 from hub.engine.entities import collection, record_key
+from hub.engine.once import done_key
 from hub.engine.state import RecordState
 from hub.engine.sync import drain, hub_call, outbox_name, tracked_fields
 from hub.errors import ConfigError, PermanentError, TransientError
@@ -54,8 +55,13 @@ class LiveContext:
         key: str,
         record_key: str | None,
         outbox: str | None = None,
+        one_write: bool = False,
     ) -> None:
         self.outbox = outbox  # a job's outbox, drained by the job; None: drain each write here
+        # The action is one write of the record state (not `external`): that write carries its done
+        # marker, so it happens once; a second write would not be covered, so it is refused.
+        self.one_write = one_write
+        self.written = False
         self.rt = rt
         self.rule_id = rule_id
         self.entity = entity
@@ -80,16 +86,20 @@ class LiveContext:
         typed = normalize(mapping, values)
         if typed.problems:
             raise PermanentError("; ".join(str(p) for p in typed.problems), system="hub", obj=entity)
+        if self.one_write and self.written:
+            raise RuntimeError(f"rule {self.rule_id!r}: an action declared as one write made a second one")
+        self.written = True
         state = RecordState(self.rt.redis)
         outbox = self.outbox or outbox_name() + f":{self.key[:8]}"
         now_ms = int(clock.now().timestamp() * 1000)
         tracked = tracked_fields(self.rt.config, entity)
-        applied = state.apply(
-            **hub_call(
-                entity, key, typed.values, kind=kind, at_ms=now_ms, tracked=tracked, outbox=outbox, rule=self.rule_id
-            )
-        )
-        assert applied is not None
+        call = hub_call(
+            entity, key, typed.values, kind=kind, at_ms=now_ms, tracked=tracked, outbox=outbox, rule=self.rule_id,
+            done=done_key(self.key) if self.one_write else "",
+        )  # fmt: skip
+        applied = state.apply(**call)
+        if applied.already:
+            return {"fields": sorted(typed.values), "changed": [], "already": True}
         if self.outbox is None:
             drain(self.rt, outbox)
         return {"fields": sorted(typed.values), "changed": [c[0] for c in applied.changed]}

@@ -30,6 +30,12 @@ def action_key(rule_id: str, occurrence: str, step: str) -> str:
     return hashlib.sha256(f"{rule_id}\x1f{occurrence}\x1f{step}".encode()).hexdigest()[:32]
 
 
+def done_key(key: str) -> str:
+    """Where an action's lease and then its ``done:<result>`` marker live. An action that is one
+    write of the hub's record state writes the marker in that same script instead (no lease)."""
+    return f"hub:act:{key}"
+
+
 _HOST = socket.gethostname()
 _STEAL = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -56,7 +62,7 @@ def _holder_dead(token: bytes) -> bool:
 
 def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None]) -> tuple[str, Any]:
     """Run ``fn`` unless it already ran for ``key``. Returns ("done" | "already", result)."""
-    name = f"hub:act:{key}"
+    name = done_key(key)
     token = f"run:{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
     if not scripts.pipeline(conn, [("SET", name, token, "NX", "PX", LEASE_MS)])[0]:
         raw = conn.get(name)

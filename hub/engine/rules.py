@@ -198,12 +198,14 @@ def fire(
             results.append({"step": step, "action": planned["action"], "outcome": "skipped (step removed from config)"})
             continue
         akey = action_key(rule.id, occurrence, step)
-        live = LiveContext(
-            rt, rule_id=rule.id, entity=entity, record=record, event=event, key=akey, record_key=key, outbox=outbox
-        )
+        live = LiveContext(rt, rule_id=rule.id, entity=entity, record=record, event=event, key=akey, record_key=key,
+                           outbox=outbox, one_write=not spec.external)  # fmt: skip
         args = spec.args.model_validate(planned["args"])
         try:
-            status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))
+            if spec.external:
+                status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))
+            else:  # one write of the record state, made once by its own done marker
+                status = "already" if (spec.run(live, args) or {}).get("already") else "done"
         except redis.RedisError:
             raise  # Redis is down: the whole job is retried when it is back
         except Exception as exc:  # one action's failure stays with its firing, whatever it is

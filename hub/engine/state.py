@@ -26,6 +26,7 @@ import orjson
 import redis
 
 from hub import fastjson, scripts
+from hub.engine.once import DONE_TTL
 from hub.errors import TransientError
 from hub.mapping.values import to_json
 from hub.scripts import Script
@@ -72,7 +73,10 @@ _APPLY = """
 local ts = tonumber(ARGV[3])
 local sys = ARGV[1]
 local all_hub = sys == 'hub'
--- Fields come flat from ARGV[8] on: name, fingerprint, mode, tracked value ('' when not tracked).
+-- KEYS[4], when set, is the done marker of the rule action that makes this write (see once.py):
+-- written with it, so the action happens once without a lease; found, nothing is written again.
+if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then return '{"already":true}' end
+-- Fields come flat from ARGV[9] on: name, fingerprint, mode, tracked value ('' when not tracked).
 -- Mode `hub`: a value the hub computed (every field of a call made by the hub itself), owned by
 -- the hub and not something `sys` reported. The same field may come twice, as `sys` reported it
 -- (refused: `deny:hub`, which writes no agreed value) and as the hub computed it.
@@ -83,7 +87,7 @@ local all_hub = sys == 'hub'
 -- it, its time and value just after it, when read.
 local names, pos, n = {}, {}, 0
 local prefix = 's:' .. sys .. ':'
-for i = 8, #ARGV, 4 do
+for i = 9, #ARGV, 4 do
   local name = ARGV[i]
   if not all_hub and ARGV[i + 2] ~= 'hub' then n = n + 1; names[n] = prefix .. name end
   n = n + 1; names[n] = 'f:' .. name; pos[i] = n
@@ -94,7 +98,7 @@ names[n + 1] = 'ver'
 local got = redis.call('HMGET', KEYS[1], unpack(names))
 local existed = got[n + 1] ~= false
 local changed, conflicts, writes = {}, {}, {}
-for i = 8, #ARGV, 4 do
+for i = 9, #ARGV, 4 do
   local name, fp, mode, tracked = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local f = pos[i]
   local cur = got[f]
@@ -156,6 +160,7 @@ if KEYS[3] ~= '' and (#changed > 0 or #conflicts > 0 or not existed) then
     redis.call('EXPIRE', KEYS[3], ARGV[4])
   end
 end
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], 'done:{}', 'EX', ARGV[8]) end
 return result
 """
 
@@ -208,6 +213,7 @@ class Applied:
     version: int
     changed: list[tuple[str, Any, bool]] = field(default_factory=list)  # (field, old value if tracked, had a value)
     conflicts: list[tuple[str, str]] = field(default_factory=list)
+    already: bool = False  # the write's done marker was there: the action made it before, nothing was written
 
 
 def _apply_call(
@@ -221,16 +227,19 @@ def _apply_call(
     *,
     outbox: str = "",
     item: dict[str, Any] | None = None,
+    done: str = "",
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of one _APPLY: the record's arguments, then four per field."""
-    keys = [state_key(entity, key), index_key(system, coll_id, record_id), outbox]
-    args: list[Any] = [system, record_id, source_ms, OUTBOX_TTL, orjson.dumps(item or {}), key, STATE_TTL]
+    keys = [state_key(entity, key), index_key(system, coll_id, record_id), outbox, done]
+    args: list[Any] = [system, record_id, source_ms, OUTBOX_TTL, orjson.dumps(item or {}), key, STATE_TTL, DONE_TTL]
     for f in fields:
         args += (f.name, fingerprint(f.value), f.mode, orjson.dumps(to_json(f.value)) if f.tracked else "")
     return keys, args
 
 
 def _decode_applied(raw: dict[str, Any]) -> Applied:
+    if raw.get("already"):
+        return Applied(False, 0, already=True)
     changed = []
     for name, old, had in raw.get("changed") or []:
         changed.append((name, orjson.loads(old) if old else None, bool(had)))
@@ -262,9 +271,13 @@ class RecordState:
         *,
         outbox: str = "",
         item: dict[str, Any] | None = None,
+        done: str = "",
     ) -> Applied:
-        """Apply one system's view of a record (see the module docstring)."""
-        call = _apply_call(entity, key, system, coll_id, record_id, source_ms, fields, outbox=outbox, item=item)
+        """Apply one system's view of a record (see the module docstring); ``done``: the marker of
+        the rule action making this write, which makes it once (see :mod:`hub.engine.once`)."""
+        call = _apply_call(
+            entity, key, system, coll_id, record_id, source_ms, fields, outbox=outbox, item=item, done=done
+        )
         return _decode_applied(orjson.loads(_APPLY_SCRIPT(self.conn, *call)))
 
     def apply_many(

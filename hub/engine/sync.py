@@ -204,9 +204,11 @@ def hub_call(
     tracked: set[str],
     outbox: str,
     rule: str | None = None,
+    done: str = "",
 ) -> dict[str, Any]:
     """The :meth:`RecordState.apply` call for values the hub itself decided (a rule's write, computed
-    fields): owned by the hub, then pushed to every system that maps them."""
+    fields): owned by the hub, then pushed to every system that maps them. ``done``: the marker of
+    the rule action making the write."""
     item = {
         "entity": entity,
         "system": "hub",
@@ -228,6 +230,7 @@ def hub_call(
         "fields": [FieldObs(n, v, "own", n in tracked) for n, v in values.items()],
         "outbox": outbox,
         "item": item,
+        "done": done,
     }
 
 

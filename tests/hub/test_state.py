@@ -142,3 +142,19 @@ def test_fingerprints_are_the_digest_of_the_canonical_json() -> None:
     for value in values:
         assert fingerprint(value) == reference(value), value
     assert len({fingerprint(v) for v in (None, True, False, 0, 1, "1", "true", 1.5)}) == 8
+
+
+def test_a_write_carrying_a_done_marker_happens_once(redis_conn: redis.Redis) -> None:
+    state = RecordState(redis_conn)
+    key, done = "email:d@x.org", "hub:act:test-action"
+    first = state.apply(**call(key, "hub", [FieldObs("score", 4, "own", True)], ms=10), done=done)
+    assert first.changed == [("score", None, False)] and not first.already
+    assert redis_conn.get(done) == b"done:{}" and 34 * 86400 < redis_conn.ttl(done) <= 35 * 86400
+    before = redis_conn.hgetall(f"hub:r:person:{key}"), redis_conn.llen(OUTBOX)
+    # The same action again (its job retried), even with another value: nothing written, nothing pushed.
+    again = state.apply(**call(key, "hub", [FieldObs("score", 5, "own", True)], ms=20), done=done)
+    assert again.already and not again.changed
+    assert (redis_conn.hgetall(f"hub:r:person:{key}"), redis_conn.llen(OUTBOX)) == before
+    # Writes without the marker go on as usual.
+    other = state.apply(**call(key, "hub", [FieldObs("score", 5, "own", True)], ms=20))
+    assert other.changed == [("score", 4, True)] and not other.already
