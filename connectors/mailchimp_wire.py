@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import requests
 from mailchimp_marketing.api_client import ApiClient, ApiClientError
 
@@ -213,12 +214,20 @@ def merge_field_body(spec: FieldSpec, tag: str) -> dict[str, Any]:
     return body
 
 
+class _Answer(requests.Response):
+    """A response whose JSON the SDK reads with orjson: a batch answer holds every member whole
+    (~2 KB each), and the stdlib parser takes twice as long over it."""
+
+    def json(self, **kwargs: Any) -> Any:
+        return orjson.loads(self.content)
+
+
 class SessionApiClient(ApiClient):  # type: ignore[misc]
     """The SDK's API client over one keep-alive :class:`requests.Session`.
 
     The SDK sends every call with ``requests.post(...)`` and the like: a new connection each time,
-    against Mailchimp a new TLS handshake, for every batch. Everything else (URLs, headers,
-    serialization, how answers and errors are read) stays the SDK's."""
+    against Mailchimp a new TLS handshake, for every batch. Bodies are written and answers read
+    with orjson. Everything else (URLs, headers, how answers and errors are read) stays the SDK's."""
 
     _METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
     _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -241,7 +250,9 @@ class SessionApiClient(ApiClient):  # type: ignore[misc]
         auth = ("user", self.api_key) if self.is_basic_auth else None
         if self.is_oauth:
             headers["Authorization"] = "Bearer " + self.access_token
-        data = json.dumps(body) if method in self._WITH_BODY else None
-        return self.session.request(
+        data = orjson.dumps(body) if method in self._WITH_BODY else None
+        resp = self.session.request(
             method, url, params=query_params, data=data, headers=headers, auth=auth, timeout=self.timeout
         )
+        resp.__class__ = _Answer
+        return resp

@@ -313,3 +313,13 @@ def test_connect_reads_the_settings(sb: MailchimpSandbox, redis_conn: redis.Redi
     assert mc.get(Collection(sb.list_id), subscriber_hash("nobody@example.com")) is None
     real = connect(Settings(env={"MAILCHIMP_API_KEY": "0" * 32 + "-us7"}), redis_conn)
     assert real.api.server == "us7"  # the SDK's https://server.api.mailchimp.com/3.0
+
+
+def test_text_outside_ascii_goes_and_comes_back_as_written(mc: MailchimpConnector, audience: Collection) -> None:
+    """Bodies go out as UTF-8 and answers are read from UTF-8 (orjson), not as escaped ASCII."""
+    name = "Zoë Ñúñez — 東京"
+    zoe = Write({"email_address": "zoe@example.com", "merge_fields": {"FNAME": name}})
+    (written,) = mc.upsert_many(audience, [zoe])
+    assert written.fields["merge_fields"]["FNAME"] == name
+    got = mc.get(audience, written.id)
+    assert got is not None and got.fields["merge_fields"]["FNAME"] == name
