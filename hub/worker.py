@@ -108,9 +108,10 @@ class HubWorker(SimpleWorker):
         self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
-        """rq refreshes the job's heartbeat here to cover its callback; a plain job has none, and
-        its success or failure is written next."""
-        if not self._plain(job):
+        """rq refreshes the job's heartbeat here to cover its callback; a plain job that succeeded
+        has none, and its success is written next. After a failure rq's heartbeat stays: it is the
+        call that stops a worker that lost Redis (the next worker recovers the job at once)."""
+        if not self._plain(job) or job._status == JobStatus.FAILED:
             super().handle_execution_ended(job, queue, heartbeat_ttl)
             return
         job.ended_at = now()
