@@ -111,7 +111,7 @@ class HubWorker(SimpleWorker):
         """rq refreshes the job's heartbeat here to cover its callback; a plain job that succeeded
         has none, and its success is written next. After a failure rq's heartbeat stays: it is the
         call that stops a worker that lost Redis (the next worker recovers the job at once)."""
-        if not self._plain(job) or job._status == JobStatus.FAILED:
+        if not self._plain(job) or job.get_status(refresh=False) == JobStatus.FAILED:
             super().handle_execution_ended(job, queue, heartbeat_ttl)
             return
         job.ended_at = now()
