@@ -26,7 +26,7 @@ from rq.results import Result
 from rq.utils import now, utcformat
 from rq.worker import SimpleWorker, WorkerStatus
 
-from hub import jobs
+from hub import jobs, scripts
 from hub.runtime import Runtime
 
 BEAT_EVERY = 1.0  # seconds between the worker's own heartbeats (its key lives 8 minutes)
@@ -45,7 +45,8 @@ class HubWorker(SimpleWorker):
     execution record is written with the rest of its start, and a success is one transaction that
     updates the job's status and end time rather than writing the whole job again (rq compresses
     its arguments anew for that, ~0.4 ms for a batch of 100 events). Hub jobs have no dependents,
-    callbacks or repeats; a job that has any goes through rq's own path."""
+    callbacks or repeats; a job that has any goes through rq's own path. Both transactions are
+    queued by rq's own calls and sent by :func:`commit`, which halves rq's CPU per job."""
 
     _beat_at = 0.0
     _suspension_checked_at = 0.0
@@ -104,7 +105,7 @@ class HubWorker(SimpleWorker):
             job.prepare_for_execution(self.name, pipeline=pipe)
             if remove_from_intermediate_queue:
                 pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
-            pipe.execute()
+            commit(pipe)
         self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
@@ -139,7 +140,7 @@ class HubWorker(SimpleWorker):
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipe)
             self.set_state(WorkerStatus.IDLE, pipeline=pipe)  # what execute_job does next, in this round trip
-            pipe.execute()
+            commit(pipe)
         what = job.description if self.log_job_description else job.id
         took = job.ended_at - job.started_at
         self.log.info("Successfully completed %s job in %ss on worker %s", what, took, self.name)
@@ -150,6 +151,19 @@ class HubWorker(SimpleWorker):
         except redis.RedisError as exc:  # Redis restarting: rq's own loop waits for it; so do we
             logging.getLogger("hub.worker").warning("could not look for orphaned jobs: %s", exc)
         super().clean_registries()
+
+
+def commit(pipe: Any) -> None:
+    """Send what rq queued on ``pipe`` as one MULTI/EXEC through :mod:`hub.scripts`' connections:
+    rq ignores these replies, and redis-py's pipeline costs more per command than Redis does."""
+    stack = pipe.command_stack
+    if not stack:
+        return
+    replies = scripts.pipeline(pipe, [("MULTI",), *(args for args, _ in stack), ("EXEC",)])
+    pipe.reset()
+    for reply in replies[-1] or ():
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def _pid_alive(pid: int) -> bool:

@@ -213,15 +213,30 @@ def recompute(entity: str, keys: list[str] | None = None) -> dict[str, int]:
 def parents_of(cfg: Any, entity: str, values: dict[str, Any]) -> dict[str, set[str]]:
     """Records whose aggregates read ``entity``: {parent entity: {parent keys}} from the join values."""
     out: dict[str, set[str]] = defaultdict(set)
-    for pname, pmap in cfg.mappings.items():
-        for fd in pmap.fields.values():
-            agg = fd.aggregate
-            if agg is None or agg.entity != entity or values.get(agg.join) in (None, ""):
-                continue
-            key_field = agg.key or pmap.identity[0]
-            if key_field != pmap.identity[0]:
-                continue  # the parent is keyed by its first identity field; other joins wait for the scan
-            typed = normalize(pmap, {key_field: values[agg.join]}).values
-            if key_field in typed:
-                out[pname].add(f"{key_field}:{to_json(typed[key_field])}")
+    for pname, pmap, join, key_field in _readers(cfg, entity):
+        if values.get(join) in (None, ""):
+            continue
+        typed = normalize(pmap, {key_field: values[join]}).values
+        if key_field in typed:
+            out[pname].add(f"{key_field}:{to_json(typed[key_field])}")
     return out
+
+
+def _readers(cfg: Any, entity: str) -> tuple[tuple[str, Mapping, str, str], ...]:
+    """The aggregates that read ``entity`` (parent, its mapping, join field, parent key field), found
+    once per loaded config: every synced record asks."""
+
+    def build() -> tuple[tuple[str, Mapping, str, str], ...]:
+        out = []
+        for pname, pmap in cfg.mappings.items():
+            for fd in pmap.fields.values():
+                agg = fd.aggregate
+                if agg is None or agg.entity != entity:
+                    continue
+                key_field = agg.key or pmap.identity[0]
+                if key_field == pmap.identity[0]:  # other joins wait for the scan
+                    out.append((pname, pmap, agg.join, key_field))
+        return tuple(out)
+
+    mapping = cfg.mappings.get(entity)
+    return build() if mapping is None else mapping.memo("_memo_readers", build)

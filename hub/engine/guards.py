@@ -59,6 +59,43 @@ class Guarded:
     plan: list[dict[str, Any]]
 
 
+@dataclass
+class Ask:
+    """What the guards are asked for one trigger occurrence of a rule."""
+
+    rule_id: str
+    occurrence: str
+    record: str  # the record's hash, or "-"
+    plan: list[dict[str, Any]]
+    now: datetime
+    timezone: str
+    cooldown_s: int | None
+    daily_limit: int | None
+    budget: tuple[str, int, int] | None  # (name, max, window seconds)
+
+    def call(self) -> tuple[list[str], list[str | int | bytes]]:
+        """KEYS and ARGV of its _DECIDE."""
+        local_day = self.now.astimezone(ZoneInfo(self.timezone)).date().isoformat()
+        keys = [
+            f"hub:decision:{self.rule_id}:{self.occurrence}",
+            f"hub:cooldown:{self.rule_id}:{self.record}" if self.cooldown_s else "",
+            f"hub:daily:{self.rule_id}:{local_day}" if self.daily_limit else "",
+            f"hub:budget:{self.budget[0]}:{self.record}" if self.budget else "",
+        ]
+        args: list[str | int | bytes] = [
+            fastjson.dumps({"fire": True, "reason": "fired", "plan": self.plan}),
+            f"{self.now.timestamp():.3f}",
+            self.cooldown_s or 0,
+            self.daily_limit or 0,
+            2 * 86400,
+            self.budget[1] if self.budget else 0,
+            self.budget[2] if self.budget else 0,
+            DECISION_TTL,
+            f"{self.rule_id}:{self.occurrence}",
+        ]
+        return keys, args
+
+
 _DECIDE_SCRIPT = Script(_DECIDE, repeatable=True)  # a repeat returns the decision the first one stored
 
 
@@ -66,39 +103,13 @@ class Guards:
     def __init__(self, conn: redis.Redis) -> None:
         self.conn = conn
 
-    def decide(
-        self,
-        *,
-        rule_id: str,
-        occurrence: str,
-        record: str,
-        plan: list[dict[str, Any]],
-        now: datetime,
-        timezone: str,
-        cooldown_s: int | None,
-        daily_limit: int | None,
-        budget: tuple[str, int, int] | None,  # (name, max, window seconds)
-    ) -> Guarded:
-        local_day = now.astimezone(ZoneInfo(timezone)).date().isoformat()
-        keys = [
-            f"hub:decision:{rule_id}:{occurrence}",
-            f"hub:cooldown:{rule_id}:{record}" if cooldown_s else "",
-            f"hub:daily:{rule_id}:{local_day}" if daily_limit else "",
-            f"hub:budget:{budget[0]}:{record}" if budget else "",
-        ]
-        args = [
-            fastjson.dumps({"fire": True, "reason": "fired", "plan": plan}),
-            f"{now.timestamp():.3f}",
-            cooldown_s or 0,
-            daily_limit or 0,
-            2 * 86400,
-            budget[1] if budget else 0,
-            budget[2] if budget else 0,
-            DECISION_TTL,
-            f"{rule_id}:{occurrence}",
-        ]
-        raw = fastjson.loads(_DECIDE_SCRIPT(self.conn, keys, args))
-        return Guarded(bool(raw.get("fire")), str(raw.get("reason", "")), list(raw.get("plan") or []))
+    def decide(self, asks: list[Ask]) -> list[Guarded]:
+        """The decisions for several occurrences in one round trip, taken in order (each atomic)."""
+        out = []
+        for reply in _DECIDE_SCRIPT.many(self.conn, [a.call() for a in asks]):
+            raw = fastjson.loads(reply)
+            out.append(Guarded(bool(raw.get("fire")), str(raw.get("reason", "")), list(raw.get("plan") or [])))
+        return out
 
     def forget(self, rule_id: str, occurrence: str) -> None:
         self.conn.delete(f"hub:decision:{rule_id}:{occurrence}")

@@ -19,7 +19,7 @@ from hub.config.rules import WebhookTrigger
 from hub.engine import evaluate, history, waits
 from hub.engine.entities import key_hash
 from hub.engine.evaluate import RecordEvent
-from hub.engine.guards import Guards
+from hub.engine.guards import Ask, Guarded, Guards
 from hub.engine.live import LiveContext
 from hub.engine.once import action_key, run_once
 from hub.engine.record import Loader, assemble, missing_fields
@@ -56,10 +56,11 @@ def run_events(events: list[dict[str, Any]]) -> dict[str, int]:
         loader.prefetch(entity, wanted)
     counts: dict[str, int] = {}
     recorder = history.Buffer(rt.redis)
+    firings = Firings(rt, outbox=outbox, recorder=recorder)
     try:
-        for ev in events:
-            for outcome in handle_record_event(rt, ev, loader=loader, outbox=outbox, recorder=recorder):
-                counts[outcome] = counts.get(outcome, 0) + 1
+        outcomes = [o for ev in events for o in handle_record_event(rt, ev, firings, loader=loader)]
+        for outcome in outcomes + firings.run():
+            counts[outcome] = counts.get(outcome, 0) + 1
     finally:
         recorder.flush()
     drain(rt, outbox)
@@ -67,13 +68,9 @@ def run_events(events: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def handle_record_event(
-    rt: Runtime,
-    ev_json: dict[str, Any],
-    *,
-    loader: Loader | None = None,
-    outbox: str | None = None,
-    recorder: Any = None,
+    rt: Runtime, ev_json: dict[str, Any], firings: Firings, *, loader: Loader | None = None
 ) -> list[str]:
+    """Waits scheduled for one record event (their outcomes), its firings added to ``firings``."""
     cfg = rt.config
     entity = ev_json["entity"]
     ev = RecordEvent(
@@ -110,20 +107,7 @@ def handle_record_event(
         if rule.model.wait is not None:
             outcomes.append(waits.schedule(rt, rule, ev_json, record))
             continue
-        outcomes.append(
-            fire(
-                rt,
-                rule,
-                record,
-                event,
-                ev.occurrence,
-                entity=entity,
-                key=ev.key,
-                changed=list(ev.changes),
-                outbox=outbox,
-                recorder=recorder,
-            )
-        )
+        firings.add(rule, record, event, ev.occurrence, entity=entity, key=ev.key, changed=list(ev.changes))
     return outcomes
 
 
@@ -142,84 +126,152 @@ def fire(
     recorder: Any = None,
 ) -> str:
     """Evaluate and (once) execute ``rule`` for one trigger occurrence. Returns the outcome name."""
-    cfg = rt.config
-    started = time.monotonic()
-    entry: dict[str, Any] = {
-        "at": to_json(clock.now()),
-        "rule": rule.id,
-        "entity": entity,
-        "record": key_hash(key) if key else None,
-        "trigger": event.get("kind") or event.get("type"),
-        "occurrence": key_hash(occurrence),
-    }
+    batch = Firings(rt, outbox=outbox, recorder=recorder)
+    batch.add(rule, record, event, occurrence, entity=entity, key=key, changed=changed)
+    return batch.run(isolated=isolated)[0]
 
-    def done(decision: str, reason: str, **extra: Any) -> str:
-        entry.update(decision=decision, reason=reason, ms=round((time.monotonic() - started) * 1000, 2), **extra)
-        if recorder is not None:
-            recorder(entry)
-        else:
-            history.record(rt.redis, entry)
+
+class _Firing:
+    """One firing from its evaluation to its outcome, and the history entry it leaves."""
+
+    def __init__(
+        self,
+        rule: CompiledRule,
+        record: dict[str, Any] | None,
+        event: dict[str, Any],
+        occurrence: str,
+        entity: str | None,
+        key: str | None,
+        changed: list[str] | None,
+    ) -> None:
+        self.rule, self.record, self.event, self.occurrence = rule, record, event, occurrence
+        self.entity, self.key, self.changed = entity, key, changed
+        self.started = time.monotonic()
+        self.entry: dict[str, Any] = {
+            "at": to_json(clock.now()),
+            "rule": rule.id,
+            "entity": entity,
+            "record": key_hash(key) if key else None,
+            "trigger": event.get("kind") or event.get("type"),
+            "occurrence": key_hash(occurrence),
+        }
+        self.ask: Ask | None = None  # what the guards are asked, once the rule would fire
+        self.outcome = ""
+
+    def done(self, decision: str, reason: str, **extra: Any) -> str:
+        ms = round((time.monotonic() - self.started) * 1000, 2)
+        self.entry.update(decision=decision, reason=reason, ms=ms, **extra)
+        self.outcome = decision
         return decision
 
-    ctx = evaluate.context(rule, record, event, changed, cfg.rules_file.templates)
-    guards = Guards(rt.redis)
-    try:
-        if not evaluate.condition(rule, ctx):
-            return done("skipped", "condition is false")
-        if rule.marketing and not _consents(cfg, entity, record):
-            return done("skipped", "no marketing consent")
-        plan = [a.as_json() for a in evaluate.plan(rule, ctx)]
-    except ExpressionError as exc:
-        log.warning("%s", exc)
-        return done("error", str(exc))
-    m = rule.model
-    budget = None
-    if m.budget is not None and m.budget in cfg.rules_file.budgets:
-        b = cfg.rules_file.budgets[m.budget]
-        budget = (m.budget, b.max, int(b.per.total_seconds()))
-    decision = guards.decide(
-        rule_id=rule.id,
-        occurrence=occurrence,
-        record=key_hash(key) if key else "-",
-        plan=plan,
-        now=clock.now(),
-        timezone=cfg.rules_file.settings.timezone,
-        cooldown_s=int(m.cooldown.total_seconds()) if m.cooldown else None,
-        daily_limit=m.daily_limit,
-        budget=budget,
-    )
-    if not decision.fire:
-        return done("skipped", decision.reason)
-    results = []
-    for planned in decision.plan:
-        step = planned["step"]
-        spec = _spec(rule, step)
-        if spec is None:
-            results.append({"step": step, "action": planned["action"], "outcome": "skipped (step removed from config)"})
-            continue
-        akey = action_key(rule.id, occurrence, step)
-        live = LiveContext(rt, rule_id=rule.id, entity=entity, record=record, event=event, key=akey, record_key=key,
-                           outbox=outbox, one_write=not spec.external)  # fmt: skip
-        args = spec.args.model_validate(planned["args"])
+    def evaluate(self, cfg: Config) -> None:
+        """Condition, consent and plan: decided here (skipped, error) or an ``ask`` for the guards."""
+        rule, record = self.rule, self.record
+        ctx = evaluate.context(rule, record, self.event, self.changed, cfg.rules_file.templates)
         try:
-            if spec.external:
-                status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))
-            else:  # one write of the record state, made once by its own done marker
-                status = "already" if (spec.run(live, args) or {}).get("already") else "done"
-        except redis.RedisError:
-            raise  # Redis is down: the whole job is retried when it is back
-        except Exception as exc:  # one action's failure stays with its firing, whatever it is
-            if not isinstance(exc, HubError):
-                log.exception("rule %s %s (%s): unexpected error", rule.id, step, planned["action"])
-                exc = PermanentError(f"{type(exc).__name__}: {exc}", system="hub", obj=planned["action"])
-            results.append({"step": step, "action": planned["action"], "outcome": "failed", "error": str(exc)})
-            if isolated:
-                done("failed", str(exc), actions=results)
-                raise
-            _isolate(rt, rule, record, event, occurrence, entity, key, changed, exc)
-            return done("failed", str(exc), actions=results)
-        results.append({"step": step, "action": planned["action"], "outcome": status})
-    return done("fired", decision.reason, actions=results)
+            if not evaluate.condition(rule, ctx):
+                self.done("skipped", "condition is false")
+                return
+            if rule.marketing and not _consents(cfg, self.entity, record):
+                self.done("skipped", "no marketing consent")
+                return
+            plan = [a.as_json() for a in evaluate.plan(rule, ctx)]
+        except ExpressionError as exc:
+            log.warning("%s", exc)
+            self.done("error", str(exc))
+            return
+        m = rule.model
+        budget = None
+        if m.budget is not None and m.budget in cfg.rules_file.budgets:
+            b = cfg.rules_file.budgets[m.budget]
+            budget = (m.budget, b.max, int(b.per.total_seconds()))
+        self.ask = Ask(rule_id=rule.id, occurrence=self.occurrence, record=key_hash(self.key) if self.key else "-",
+                       plan=plan, now=clock.now(), timezone=cfg.rules_file.settings.timezone,
+                       cooldown_s=int(m.cooldown.total_seconds()) if m.cooldown else None,
+                       daily_limit=m.daily_limit, budget=budget)  # fmt: skip
+
+    def execute(self, rt: Runtime, decision: Guarded, outbox: str | None, isolated: bool) -> str:
+        """The decided plan's actions, each once; a failure gives the firing a job of its own."""
+        if not decision.fire:
+            return self.done("skipped", decision.reason)
+        rule, occurrence = self.rule, self.occurrence
+        results = []
+        for planned in decision.plan:
+            step = planned["step"]
+            spec = _spec(rule, step)
+            if spec is None:
+                gone = "skipped (step removed from config)"
+                results.append({"step": step, "action": planned["action"], "outcome": gone})
+                continue
+            akey = action_key(rule.id, occurrence, step)
+            live = LiveContext(rt, rule_id=rule.id, entity=self.entity, record=self.record, event=self.event, key=akey,
+                               record_key=self.key, outbox=outbox, one_write=not spec.external)  # fmt: skip
+            args = spec.args.model_validate(planned["args"])
+            try:
+                if spec.external:
+                    status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))
+                else:  # one write of the record state, made once by its own done marker
+                    status = "already" if (spec.run(live, args) or {}).get("already") else "done"
+            except redis.RedisError:
+                raise  # Redis is down: the whole job is retried when it is back
+            except Exception as exc:  # one action's failure stays with its firing, whatever it is
+                if not isinstance(exc, HubError):
+                    log.exception("rule %s %s (%s): unexpected error", rule.id, step, planned["action"])
+                    exc = PermanentError(f"{type(exc).__name__}: {exc}", system="hub", obj=planned["action"])
+                results.append({"step": step, "action": planned["action"], "outcome": "failed", "error": str(exc)})
+                self.done("failed", str(exc), actions=results)
+                if isolated:
+                    raise
+                _isolate(rt, rule, self.record, self.event, occurrence, self.entity, self.key, self.changed, exc)
+                return self.outcome
+            results.append({"step": step, "action": planned["action"], "outcome": status})
+        return self.done("fired", decision.reason, actions=results)
+
+
+class Firings:
+    """Firings gathered over a batch of events: evaluated as they come, their guards then decided in
+    one round trip, and their actions run in the order the firings came. Every firing leaves its
+    history entry, in that order too."""
+
+    def __init__(self, rt: Runtime, *, outbox: str | None = None, recorder: Any = None) -> None:
+        self.rt, self.outbox, self.recorder = rt, outbox, recorder
+        self.firings: list[_Firing] = []
+
+    def add(
+        self,
+        rule: CompiledRule,
+        record: dict[str, Any] | None,
+        event: dict[str, Any],
+        occurrence: str,
+        *,
+        entity: str | None,
+        key: str | None,
+        changed: list[str] | None = None,
+    ) -> None:
+        firing = _Firing(rule, record, event, occurrence, entity, key, changed)
+        firing.evaluate(self.rt.config)
+        self.firings.append(firing)
+
+    def run(self, *, isolated: bool = False) -> list[str]:
+        """Decide and act; the outcome of each firing, in order."""
+        firings, self.firings = self.firings, []
+        asked = [f for f in firings if f.ask is not None]
+        try:
+            if asked:
+                decisions = Guards(self.rt.redis).decide([f.ask for f in asked if f.ask is not None])
+                for firing, decision in zip(asked, decisions, strict=True):
+                    firing.execute(self.rt, decision, self.outbox, isolated)
+        finally:
+            for firing in firings:
+                if firing.outcome:
+                    self._record(firing.entry)
+        return [f.outcome for f in firings]
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.recorder(entry)
+        else:
+            history.record(self.rt.redis, entry)
 
 
 def _spec(rule: CompiledRule, step: str) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 from hub import clock
 from hub.config.loader import CompiledRule
 from hub.config.rules import CronTrigger, EveryTrigger
-from hub.engine import evaluate
+from hub.engine import evaluate, history
 from hub.engine.compute import iterate, load_related
 from hub.engine.record import with_computed
 from hub.errors import ConfigError, ExpressionError
@@ -22,6 +22,7 @@ from hub.mapping.translate import complete
 from hub.runtime import Runtime
 
 log = logging.getLogger("hub.schedule")
+SCAN_BATCH = 100  # firings of a scan decided together (one round trip), and no more held in memory
 
 
 @hub_job
@@ -36,7 +37,7 @@ def run_scheduled(rule_id: str) -> dict[str, int]:
 def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False, manual: bool = False) -> dict[str, Any]:
     """One scheduled run of ``rule`` now. The cron's runs belong to their schedule slot (a slot run
     twice acts once); a ``manual`` run (``hub run``, an operator's button) is a new occurrence."""
-    from hub.engine.rules import fire, occurrence_for_tick
+    from hub.engine.rules import Firings, fire, occurrence_for_tick
 
     w = rule.model.when
     if not isinstance(w, CronTrigger | EveryTrigger):
@@ -54,6 +55,16 @@ def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False, manual: 
     mapping = cfg.mapping(w.for_each.entity)
     related = load_related(rt, mapping)
     plans = []
+    recorder = history.Buffer(rt.redis)
+    firings = Firings(rt, recorder=recorder)
+
+    def run_firings() -> None:  # a page's worth at a time: guards in one round trip, history in one more
+        try:
+            for outcome in firings.run():
+                counts[outcome] = counts.get(outcome, 0) + 1
+        finally:
+            recorder.flush()
+
     for key, values in iterate(rt, mapping):
         counts["records"] += 1
         record = with_computed(rt, mapping, complete(mapping, values), related)
@@ -73,8 +84,10 @@ def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False, manual: 
             except ExpressionError as exc:
                 plans.append({"record": key, "error": str(exc)})
             continue
-        outcome = fire(rt, rule, record, event, f"{tick}:{key}", entity=mapping.entity, key=key)
-        counts[outcome] = counts.get(outcome, 0) + 1
+        firings.add(rule, record, event, f"{tick}:{key}", entity=mapping.entity, key=key)
+        if len(firings.firings) >= SCAN_BATCH:
+            run_firings()
+    run_firings()
     if dry_run:
         counts["plans"] = plans
     return counts

@@ -17,7 +17,7 @@ from rq.suspension import resume, suspend
 from rq.worker import SimpleWorker
 
 from hub import jobs
-from hub.worker import BEAT_EVERY, HubWorker, build
+from hub.worker import BEAT_EVERY, HubWorker, build, commit
 from tests.support import jobfuncs
 
 
@@ -112,6 +112,25 @@ def test_a_job_rq_repeats_takes_rqs_own_path(redis_conn: redis.Redis) -> None:
     jobs.queue(redis_conn, jobs.QUEUE_HIGH).enqueue(jobfuncs.bump, "hub:test:bumps", repeat=Repeat(times=2))
     assert build(redis_conn, name="repeats").work(burst=True)
     assert redis_conn.get("hub:test:bumps") == b"3"
+
+
+def test_a_transaction_sent_past_redis_py_is_one_multi_exec_and_a_failed_command_is_raised(
+    redis_conn: redis.Redis,
+) -> None:
+    redis_conn.set("hub:test:str", "x")
+    with redis_conn.pipeline() as pipe, _commands(redis_conn) as sent:
+        pipe.hset("hub:test:h", "a", "1")
+        pipe.expire("hub:test:h", 60)
+        commit(pipe)
+        assert pipe.command_stack == []  # sent once, not again by a later commit
+        commit(pipe)  # nothing queued: nothing sent
+    assert redis_conn.hget("hub:test:h", "a") == b"1" and 0 < redis_conn.ttl("hub:test:h") <= 60
+    assert [c.split()[0] for c in sent if not c.startswith(("HELLO", "CLIENT"))] == ["MULTI", "HSET", "EXPIRE", "EXEC"]
+    with redis_conn.pipeline() as pipe:
+        pipe.hset("hub:test:h", "b", "2")
+        pipe.hset("hub:test:str", "a", "1")  # WRONGTYPE inside EXEC: rq would have had it raised
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            commit(pipe)
 
 
 @contextlib.contextmanager
