@@ -56,11 +56,15 @@ class LiveContext:
         record_key: str | None,
         outbox: str | None = None,
         one_write: bool = False,
+        defer: list[dict[str, Any]] | None = None,
     ) -> None:
         self.outbox = outbox  # a job's outbox, drained by the job; None: drain each write here
         # The action is one write of the record state (not `external`): that write carries its done
         # marker, so it happens once; a second write would not be covered, so it is refused.
         self.one_write = one_write
+        # With a job's outbox, that one write may be queued here instead of made: the caller applies
+        # the queued writes together (one round trip) before anything else happens.
+        self.defer = defer if one_write and outbox else None
         self.written = False
         self.rt = rt
         self.rule_id = rule_id
@@ -97,6 +101,9 @@ class LiveContext:
             entity, key, typed.values, kind=kind, at_ms=now_ms, tracked=tracked, outbox=outbox, rule=self.rule_id,
             done=done_key(self.key) if self.one_write else "",
         )  # fmt: skip
+        if self.defer is not None:
+            self.defer.append(call)
+            return {"fields": sorted(typed.values), "deferred": True}
         applied = state.apply(**call)
         if applied.already:
             return {"fields": sorted(typed.values), "changed": [], "already": True}

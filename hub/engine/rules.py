@@ -23,6 +23,7 @@ from hub.engine.guards import Ask, Guarded, Guards
 from hub.engine.live import LiveContext
 from hub.engine.once import action_key, run_once
 from hub.engine.record import Loader, assemble, missing_fields
+from hub.engine.state import RecordState
 from hub.engine.sync import drain, outbox_name, resume
 from hub.errors import ExpressionError, HubError, PermanentError, TransientError
 from hub.expr import parse_duration
@@ -190,8 +191,11 @@ class _Firing:
                        cooldown_s=int(m.cooldown.total_seconds()) if m.cooldown else None,
                        daily_limit=m.daily_limit, budget=budget)  # fmt: skip
 
-    def execute(self, rt: Runtime, decision: Guarded, outbox: str | None, isolated: bool) -> str:
-        """The decided plan's actions, each once; a failure gives the firing a job of its own."""
+    def execute(
+        self, rt: Runtime, decision: Guarded, outbox: str | None, isolated: bool, writes: _Writes | None = None
+    ) -> str:
+        """The decided plan's actions, each once; a failure gives the firing a job of its own.
+        ``writes``: where its record-state writes wait to be applied with the batch's others."""
         if not decision.fire:
             return self.done("skipped", decision.reason)
         rule, occurrence = self.rule, self.occurrence
@@ -204,14 +208,24 @@ class _Firing:
                 results.append({"step": step, "action": planned["action"], "outcome": gone})
                 continue
             akey = action_key(rule.id, occurrence, step)
+            queue = writes.calls if writes is not None else None
             live = LiveContext(rt, rule_id=rule.id, entity=self.entity, record=self.record, event=self.event, key=akey,
-                               record_key=self.key, outbox=outbox, one_write=not spec.external)  # fmt: skip
+                               record_key=self.key, outbox=outbox, one_write=not spec.external,
+                               defer=queue)  # fmt: skip
             args = spec.args.model_validate(planned["args"])
             try:
                 if spec.external:
+                    if writes is not None:
+                        writes.flush()  # the writes before it happen before it
                     status, _ = run_once(rt.redis, akey, lambda s=spec, a=args, c=live: s.run(c, a))
                 else:  # one write of the record state, made once by its own done marker
-                    status = "already" if (spec.run(live, args) or {}).get("already") else "done"
+                    out = spec.run(live, args) or {}
+                    if out.get("deferred") and writes is not None:
+                        item = {"step": step, "action": planned["action"], "outcome": "done"}
+                        writes.items.append((self, item))
+                        results.append(item)
+                        continue
+                    status = "already" if out.get("already") else "done"
             except redis.RedisError:
                 raise  # Redis is down: the whole job is retried when it is back
             except Exception as exc:  # one action's failure stays with its firing, whatever it is
@@ -228,6 +242,27 @@ class _Firing:
         return self.done("fired", decision.reason, actions=results)
 
 
+class _Writes:
+    """The record-state writes of a batch's one-write actions (``record.set``, ``record.upsert``),
+    applied together: before the next external action, and at the end of the batch."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.calls: list[dict[str, Any]] = []  # filled by LiveContext
+        self.items: list[tuple[_Firing, dict[str, Any]]] = []  # the firing and action result of each
+
+    def pending(self, firing: _Firing) -> bool:
+        return any(f is firing for f, _ in self.items)
+
+    def flush(self) -> None:
+        if not self.calls:
+            return
+        applied = RecordState(self.rt.redis).apply_many(self.calls)
+        for result, (_, item) in zip(applied, self.items, strict=True):
+            item["outcome"] = "already" if result.already else "done"
+        self.calls, self.items = [], []
+
+
 class Firings:
     """Firings gathered over a batch of events: evaluated as they come, their guards then decided in
     one round trip, and their actions run in the order the firings came. Every firing leaves its
@@ -236,6 +271,7 @@ class Firings:
     def __init__(self, rt: Runtime, *, outbox: str | None = None, recorder: Any = None) -> None:
         self.rt, self.outbox, self.recorder = rt, outbox, recorder
         self.firings: list[_Firing] = []
+        self.writes = _Writes(rt) if outbox else None  # without a job's outbox each write drains at once
 
     def add(
         self,
@@ -260,11 +296,15 @@ class Firings:
             if asked:
                 decisions = Guards(self.rt.redis).decide([f.ask for f in asked if f.ask is not None])
                 for firing, decision in zip(asked, decisions, strict=True):
-                    firing.execute(self.rt, decision, self.outbox, isolated)
+                    firing.execute(self.rt, decision, self.outbox, isolated, self.writes)
+                if self.writes is not None:
+                    self.writes.flush()
         finally:
-            for firing in firings:
-                if firing.outcome:
+            for firing in firings:  # not one whose write was never applied (Redis failed: the job is retried)
+                if firing.outcome and not (self.writes is not None and self.writes.pending(firing)):
                     self._record(firing.entry)
+            if self.writes is not None:
+                self.writes.calls, self.writes.items = [], []
         return [f.outcome for f in firings]
 
     def _record(self, entry: dict[str, Any]) -> None:
