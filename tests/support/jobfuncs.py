@@ -46,3 +46,12 @@ def config_error(key: str) -> None:
 @hub_job
 def bump(key: str) -> int:
     return int(_redis().incr(key))
+
+
+@hub_job
+def gc_state(key: str) -> None:
+    """What the worker's garbage collector is set to (its young-generation threshold, and how many
+    objects it has frozen)."""
+    import gc
+
+    _redis().set(key, f"{gc.get_threshold()[0]} {gc.get_freeze_count()}")
