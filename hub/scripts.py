@@ -62,6 +62,20 @@ def pipeline(r: redis.Redis, commands: Sequence[Sequence[Arg]]) -> list[Any]:
     return _lane(r).send(payload, len(commands), False)
 
 
+def transaction(pipe: redis.client.Pipeline) -> None:
+    """Send the commands queued on a redis-py pipeline as one MULTI/EXEC, in one round trip, for
+    callers that ignore the replies (rq's job bookkeeping, the sync's enqueues): redis-py's own
+    ``execute()`` costs more CPU per command than Redis spends on it. A failed command is raised."""
+    stack = pipe.command_stack
+    if not stack:
+        return
+    replies = pipeline(pipe, [("MULTI",), *(args for args, _ in stack), ("EXEC",)])
+    pipe.reset()
+    for reply in replies[-1] or ():
+        if isinstance(reply, Exception):
+            raise reply
+
+
 class _Lane:
     """Idle connections of one pool, for this process (a forked child never reuses its parent's)."""
 

@@ -48,7 +48,8 @@ class HubWorker(SimpleWorker):
     updates the job's status and end time rather than writing the whole job again (rq compresses
     its arguments anew for that, ~0.4 ms for a batch of 100 events). Hub jobs have no dependents,
     callbacks or repeats; a job that has any goes through rq's own path. Both transactions are
-    queued by rq's own calls and sent by :func:`commit`, which halves rq's CPU per job."""
+    queued by rq's own calls and sent by :func:`hub.scripts.transaction`, which halves rq's CPU per
+    job."""
 
     _beat_at = 0.0
     _suspension_checked_at = 0.0
@@ -107,7 +108,7 @@ class HubWorker(SimpleWorker):
             job.prepare_for_execution(self.name, pipeline=pipe)
             if remove_from_intermediate_queue:
                 pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
-            commit(pipe)
+            scripts.transaction(pipe)
         self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
@@ -142,7 +143,7 @@ class HubWorker(SimpleWorker):
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
             self.cleanup_execution(job, pipeline=pipe)
             self.set_state(WorkerStatus.IDLE, pipeline=pipe)  # what execute_job does next, in this round trip
-            commit(pipe)
+            scripts.transaction(pipe)
         what = job.description if self.log_job_description else job.id
         took = job.ended_at - job.started_at
         self.log.info("Successfully completed %s job in %ss on worker %s", what, took, self.name)
@@ -153,19 +154,6 @@ class HubWorker(SimpleWorker):
         except redis.RedisError as exc:  # Redis restarting: rq's own loop waits for it; so do we
             logging.getLogger("hub.worker").warning("could not look for orphaned jobs: %s", exc)
         super().clean_registries()
-
-
-def commit(pipe: Any) -> None:
-    """Send what rq queued on ``pipe`` as one MULTI/EXEC through :mod:`hub.scripts`' connections:
-    rq ignores these replies, and redis-py's pipeline costs more per command than Redis does."""
-    stack = pipe.command_stack
-    if not stack:
-        return
-    replies = scripts.pipeline(pipe, [("MULTI",), *(args for args, _ in stack), ("EXEC",)])
-    pipe.reset()
-    for reply in replies[-1] or ():
-        if isinstance(reply, Exception):
-            raise reply
 
 
 def settle_gc() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from hub import clock, fastjson, jobs
+from hub import clock, fastjson, jobs, scripts
 from hub.config.loader import Config
 from hub.config.mapping import Mapping
 from hub.config.rules import ChangedTrigger
@@ -351,7 +351,7 @@ def drain(
         if repairs:
             jobs.push(pipe, rt.redis, "hub.engine.propagate.repair", repairs)
         pipe.delete(outbox)
-        pipe.execute()
+        scripts.transaction(pipe)
     return counts
 
 

@@ -10,6 +10,7 @@ import redis
 
 from hub import jobs, scripts
 from hub.scripts import Script
+from tests.support.monitor import commands
 from tests.support.procs import RedisServer
 
 INCR = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
@@ -64,3 +65,22 @@ def test_plain_commands_in_one_round_trip_answer_in_order(redis_conn: redis.Redi
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         scripts.pipeline(redis_conn, [("HSET", "hub:test:h", "c", "3"), ("INCR", "hub:test:h")])
     assert scripts.pipeline(redis_conn, [("HGET", "hub:test:h", "c")]) == [b"3"]  # read every reply: still in step
+
+
+def test_a_transaction_sent_past_redis_py_is_one_multi_exec_and_a_failed_command_is_raised(
+    redis_conn: redis.Redis,
+) -> None:
+    redis_conn.set("hub:test:str", "x")
+    with redis_conn.pipeline() as pipe, commands(redis_conn) as sent:
+        pipe.hset("hub:test:h", "a", "1")
+        pipe.expire("hub:test:h", 60)
+        scripts.transaction(pipe)
+        assert pipe.command_stack == []  # sent once, not again by a later one
+        scripts.transaction(pipe)  # nothing queued: nothing sent
+    assert redis_conn.hget("hub:test:h", "a") == b"1" and 0 < redis_conn.ttl("hub:test:h") <= 60
+    assert [c.split()[0] for c in sent if not c.startswith(("HELLO", "CLIENT"))] == ["MULTI", "HSET", "EXPIRE", "EXEC"]
+    with redis_conn.pipeline() as pipe:
+        pipe.hset("hub:test:h", "b", "2")
+        pipe.hset("hub:test:str", "a", "1")  # WRONGTYPE inside EXEC: rq would have had it raised
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            scripts.transaction(pipe)

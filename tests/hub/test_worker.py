@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Iterator
-
 import pytest
 import redis
 from rq import Repeat
@@ -17,8 +12,9 @@ from rq.suspension import resume, suspend
 from rq.worker import SimpleWorker
 
 from hub import jobs
-from hub.worker import BEAT_EVERY, HubWorker, build, commit
+from hub.worker import BEAT_EVERY, HubWorker, build
 from tests.support import jobfuncs
+from tests.support.monitor import commands
 
 
 def _beat(conn: redis.Redis, name: str) -> bytes | None:
@@ -97,7 +93,7 @@ def _traces(conn: redis.Redis, job: Job, worker: str) -> dict[str, object]:
 def test_a_job_finishes_as_rq_itself_would_leave_it_in_fewer_round_trips(redis_conn: redis.Redis) -> None:
     theirs = _work(redis_conn, SimpleWorker, "rq-own", _enqueue(redis_conn, "rq-own"))
     job = _enqueue(redis_conn, "hub-lean")
-    with _commands(redis_conn) as sent:
+    with commands(redis_conn) as sent:
         ours = _work(redis_conn, HubWorker, "hub-lean", job)
     expected = _traces(redis_conn, theirs, "rq-own")
     assert expected["status"] == JobStatus.FINISHED and expected["finished"] and not expected["started"]
@@ -112,47 +108,3 @@ def test_a_job_rq_repeats_takes_rqs_own_path(redis_conn: redis.Redis) -> None:
     jobs.queue(redis_conn, jobs.QUEUE_HIGH).enqueue(jobfuncs.bump, "hub:test:bumps", repeat=Repeat(times=2))
     assert build(redis_conn, name="repeats").work(burst=True)
     assert redis_conn.get("hub:test:bumps") == b"3"
-
-
-def test_a_transaction_sent_past_redis_py_is_one_multi_exec_and_a_failed_command_is_raised(
-    redis_conn: redis.Redis,
-) -> None:
-    redis_conn.set("hub:test:str", "x")
-    with redis_conn.pipeline() as pipe, _commands(redis_conn) as sent:
-        pipe.hset("hub:test:h", "a", "1")
-        pipe.expire("hub:test:h", 60)
-        commit(pipe)
-        assert pipe.command_stack == []  # sent once, not again by a later commit
-        commit(pipe)  # nothing queued: nothing sent
-    assert redis_conn.hget("hub:test:h", "a") == b"1" and 0 < redis_conn.ttl("hub:test:h") <= 60
-    assert [c.split()[0] for c in sent if not c.startswith(("HELLO", "CLIENT"))] == ["MULTI", "HSET", "EXPIRE", "EXEC"]
-    with redis_conn.pipeline() as pipe:
-        pipe.hset("hub:test:h", "b", "2")
-        pipe.hset("hub:test:str", "a", "1")  # WRONGTYPE inside EXEC: rq would have had it raised
-        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-            commit(pipe)
-
-
-@contextlib.contextmanager
-def _commands(conn: redis.Redis) -> Iterator[list[str]]:
-    """The commands Redis receives meanwhile (MONITOR, from a thread of its own)."""
-    sent: list[str] = []
-    ready = threading.Event()
-
-    def listen() -> None:
-        with conn.monitor() as monitor:
-            ready.set()
-            for cmd in monitor.listen():
-                if cmd["command"] == "ECHO monitor-done":
-                    return
-                sent.append(cmd["command"])
-
-    thread = threading.Thread(target=listen, daemon=True)
-    thread.start()
-    ready.wait(5)
-    time.sleep(0.1)
-    try:
-        yield sent
-    finally:
-        conn.echo("monitor-done")
-        thread.join(10)
