@@ -63,7 +63,7 @@ class LiveContext:
         # marker, so it happens once; a second write would not be covered, so it is refused.
         self.one_write = one_write
         # With a job's outbox, that one write may be queued here instead of made: the caller applies
-        # the queued writes together (one round trip) before anything else happens.
+        # the queued writes together (one round trip), before any external action runs.
         self.defer = defer if one_write and outbox else None
         self.written = False
         self.rt = rt

@@ -58,7 +58,7 @@ def run_rule(rt: Runtime, rule: CompiledRule, *, dry_run: bool = False, manual: 
     recorder = history.Buffer(rt.redis)
     firings = Firings(rt, recorder=recorder)
 
-    def run_firings() -> None:  # a page's worth at a time: guards in one round trip, history in one more
+    def run_firings() -> None:  # SCAN_BATCH at a time: guards in one round trip, history in one more
         try:
             for outcome in firings.run():
                 counts[outcome] = counts.get(outcome, 0) + 1
