@@ -48,8 +48,8 @@ class HubWorker(SimpleWorker):
     updates the job's status and end time rather than writing the whole job again (rq compresses
     its arguments anew for that, ~0.4 ms for a batch of 100 events). Hub jobs have no dependents,
     callbacks or repeats; a job that has any goes through rq's own path. Both transactions are
-    queued by rq's own calls and sent by :func:`hub.scripts.transaction`, which halves rq's CPU per
-    job."""
+    queued by rq's own calls and sent by :func:`hub.scripts.transaction`: a quarter to half less of
+    rq's CPU per job than redis-py's ``execute()``."""
 
     _beat_at = 0.0
     _suspension_checked_at = 0.0
