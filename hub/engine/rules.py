@@ -260,7 +260,12 @@ class _Writes:
         applied = RecordState(self.rt.redis).apply_many(self.calls)
         for result, (_, item) in zip(applied, self.items, strict=True):
             item["outcome"] = "already" if result.already else "done"
-        self.calls, self.items = [], []
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the queued writes (in place: a LiveContext holds ``calls`` to queue on)."""
+        self.calls.clear()
+        self.items.clear()
 
 
 class Firings:
@@ -304,7 +309,7 @@ class Firings:
                 if firing.outcome and not (self.writes is not None and self.writes.pending(firing)):
                     self._record(firing.entry)
             if self.writes is not None:
-                self.writes.calls, self.writes.items = [], []
+                self.writes.clear()  # applied, or never to be (the job is retried)
         return [f.outcome for f in firings]
 
     def _record(self, entry: dict[str, Any]) -> None:
