@@ -1,14 +1,19 @@
 """How fast does the webhook intake take signed HubSpot batches, next to a bare Flask handler?
 
 Starts its own redis-server on a free port, then, one after the other, gunicorn serving
-``hub.app:create_app()`` and gunicorn serving a bare Flask app whose POST handler only reads the
-body and answers JSON (same gunicorn settings). A separate load generator (wrk, installed with
-apt when missing) sends pre-signed HubSpot batches — ``--events`` events each, every eventId
-unique so nothing is a duplicate — over ``--connections`` keep-alive connections for
-``--duration`` seconds, after a warm-up. Prints requests/s, events/s, p50/p99 latency and the
-server CPU time per request (gunicorn workers + redis-server, from /proc) of both, and the cost
-ratios (bare ÷ hub requests/s; hub ÷ bare CPU per request, the one other load moves least).
-``--rounds`` alternates the two servers; each one's round with the lowest CPU per request counts.
+``hub.app:create_app()``, gunicorn serving a bare Flask app whose POST handler only reads the
+body and answers JSON, and the floor: the bare handler plus the one thing no intake that keeps
+what it accepts can skip, one Redis round trip (an RPUSH of the body) before it answers. Same
+gunicorn settings for all three. The floor splits the hub's cost into what any durable intake
+pays here and the hub's own work (signature, parsing, de-duplication, the job).
+
+A separate load generator (wrk, installed with apt when missing) sends pre-signed HubSpot
+batches — ``--events`` events each, every eventId unique so nothing is a duplicate — over
+``--connections`` keep-alive connections for ``--duration`` seconds, after a warm-up. Prints
+requests/s, events/s, p50/p99 latency and the server CPU time per request (gunicorn workers +
+redis-server, from /proc) of each, the cost ratios (bare ÷ hub requests/s; hub ÷ bare CPU per
+request, the one other load moves least) and the floor's. ``--rounds`` alternates the three
+servers; each one's round with the lowest CPU per request counts.
 Goal: ≥ 3,000 requests/s, p99 ≤ 20 ms, ratio ≤ 1.5.
 
 Gunicorn: 2 workers (one per core) of class gthread with 2 threads. HubSpot keeps connections
@@ -16,6 +21,8 @@ open and sends up to ``maxConcurrentRequests`` (the hub asks for 10) at once: th
 closes every connection after one request, gthread keeps them alive. A second thread runs while
 the first waits on its Redis round trip; more threads only contend for the GIL on 2 cores
 (4 threads measured no faster, with a worse p99). The load generator shares the 2 cores.
+Concurrent requests sharing one round trip (a group commit per process) measured no cheaper than
+the floor: handing requests between threads costs what the shared round trip saves.
 
     python bench/intake.py [--duration 8] [--connections 10] [--threads 2] [--profile out.svg]
 """
@@ -100,6 +107,23 @@ def bare_app() -> Flask:
     @app.post(PATH)
     def receive() -> Response:
         return jsonify({"received": len(request.get_data())})
+
+    return app
+
+
+def floor_app() -> Flask:
+    """The least a durable intake costs: the bare handler plus one Redis round trip on the hub's own
+    connections (``hub.scripts``), an RPUSH of the body (gunicorn ``bench.intake:floor_app()``)."""
+    from hub import scripts
+
+    app = Flask("floor")
+    conn = jobs.connect(os.environ["REDIS_URL"])
+
+    @app.post(PATH)
+    def receive() -> Response:
+        data = request.get_data()
+        scripts.pipeline(conn, [("RPUSH", "bench:floor", data)])
+        return jsonify({"received": len(data)})
 
     return app
 
@@ -259,14 +283,14 @@ def main() -> None:
             env = {**os.environ, "REDIS_URL": server.url, "HUBSPOT_CLIENT_SECRET": SECRET,
                    "HUB_CONFIG": str(tmp / "config"), "PYTHONPATH": path}  # fmt: skip
             assert server.proc is not None
-            rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "hub": []}
-            for _ in range(args.rounds):  # alternated, so a noisy moment hits both alike
-                rounds["bare"].append(measure("bare", "bench.intake:bare_app()", env, wrk, tmp, args, conn,
-                                              server.proc.pid))  # fmt: skip
-                rounds["hub"].append(measure("hub", "hub.app:create_app()", env, wrk, tmp, args, conn,
-                                             server.proc.pid))  # fmt: skip
+            targets = {"bare": "bench.intake:bare_app()", "floor": "bench.intake:floor_app()",
+                       "hub": "hub.app:create_app()"}  # fmt: skip
+            rounds: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+            for _ in range(args.rounds):  # alternated, so a noisy moment hits all alike
+                for label, target in targets.items():
+                    rounds[label].append(measure(label, target, env, wrk, tmp, args, conn, server.proc.pid))
             # Each server's least disturbed round: the one with the lowest CPU per request.
-            results = [min(rounds[label], key=lambda r: r["cpu_us"]) for label in ("bare", "hub")]
+            results = [min(rounds[label], key=lambda r: r["cpu_us"]) for label in targets]
         finally:
             server.stop()
     print(f"\n{args.workers} gunicorn {args.worker_class} workers x {args.threads} threads, wrk {args.wrk_threads} "
@@ -279,10 +303,15 @@ def main() -> None:
         print(f"{r['label']:<8}{r['rps']:>12,.0f}{r['events_per_s']:>11,.0f}{r['p50_us'] / 1000:>8.2f}"
               f"{r['p90_us'] / 1000:>8.2f}{r['p99_us'] / 1000:>8.2f}{r['max_us'] / 1000:>8.1f}{r['non2xx']:>9}"
               f"{r['errors']:>8}{r['cpu_us']:>12,.0f}{r['redis_us']:>16,.0f}")  # fmt: skip
-    bare, hub = results
+    bare, floor, hub = results
     print(
         f"cost ratio: requests/s {bare['rps'] / hub['rps']:.2f}, server CPU per request "
         f"{hub['cpu_us'] / bare['cpu_us']:.2f}  (goal <= 1.5)"
+    )
+    print(
+        f"floor (bare + one Redis round trip): requests/s {bare['rps'] / floor['rps']:.2f}, server CPU per request "
+        f"{floor['cpu_us'] / bare['cpu_us']:.2f}; the hub's own work over the floor: "
+        f"{hub['cpu_us'] - floor['cpu_us']:,.0f} us per request"
     )
     print(
         f"load average during the run: {os.getloadavg()[0]:.1f} (the load generator and other processes share "

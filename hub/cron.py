@@ -13,6 +13,7 @@ from rq import cron
 
 from hub.config.rules import CronTrigger, EveryTrigger
 from hub.engine import compute, schedule, waits
+from hub.engine.derived import computed_names
 from hub.jobs import QUEUE_DEFAULT, QUEUE_LOW
 from hub.runtime import Runtime
 from webhooks import airtable as airtable_webhooks
@@ -33,7 +34,7 @@ def register_all() -> int:
         cron.register(schedule.run_scheduled, QUEUE_LOW, args=(rule.id,), name=f"rule:{rule.id}", **options)
         count += 1
     for entity, mapping in cfg.mappings.items():
-        if compute.computed_names(mapping):
+        if computed_names(mapping):
             cron.register(compute.recompute, QUEUE_LOW, args=(entity,), cron="30 3 * * *", name=f"recompute:{entity}")
     cron.register(waits.release_due, QUEUE_DEFAULT, interval=60, name="waits:release")
     # Airtable webhooks expire after 7 days: refresh them well before (and resume stalled fetches).

@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import pickle
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
@@ -26,7 +25,7 @@ from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
 
-from hub import fastjson
+from hub import fastjson, ids
 from hub.errors import ConfigError, HubError, PermanentError, TransientError
 
 log = logging.getLogger("hub.jobs")
@@ -229,7 +228,7 @@ class JobTemplate:
         # rq's utcformat() format; isoformat() is several times cheaper than its strftime().
         stamp = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds").encode() + b"Z"
         description = f"{self.func}({describe(args)})".encode()
-        return uuid.uuid4().hex, {"created_at": stamp, "enqueued_at": stamp, "data": data, "description": description}
+        return ids.new_id(), {"created_at": stamp, "enqueued_at": stamp, "data": data, "description": description}
 
     @staticmethod
     def key_for(job_id: str) -> str:

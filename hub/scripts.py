@@ -10,7 +10,6 @@ TLS, timeouts) and kept in a small free list per connection pool and process.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import weakref
 from collections import deque
@@ -20,6 +19,8 @@ from typing import Any
 import hiredis
 import redis
 from redis.connection import AbstractConnection
+
+from hub import ids
 
 Arg = str | bytes | int | float
 
@@ -83,12 +84,12 @@ class _Lane:
         self._make = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
         self._idle: deque[AbstractConnection] = deque()
-        self._pid = os.getpid()
+        self._pid = ids.pid()
 
     def _take(self) -> tuple[AbstractConnection, bool]:
         """A connection, and whether it was used before (it may have gone stale since)."""
-        if self._pid != os.getpid():
-            self._idle, self._pid = deque(), os.getpid()
+        if self._pid != ids.pid():
+            self._idle, self._pid = deque(), ids.pid()
         try:
             return self._idle.pop(), True
         except IndexError:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
-from hub import fastjson, scripts
+from hub import fastjson, ids, scripts
 from hub.errors import TransientError
 
 DONE_TTL = 35 * 86400
@@ -47,7 +46,7 @@ return 0
 
 
 def _holder_dead(token: bytes) -> bool:
-    """A lease reads ``run:<host>:<pid>:<uuid>``: on this host a gone PID means a dead holder."""
+    """A lease reads ``run:<host>:<pid>:<random id>``: on this host a gone PID means a dead holder."""
     parts = token.decode(errors="replace").split(":")
     if len(parts) != 4 or parts[1] != _HOST:
         return False
@@ -63,7 +62,7 @@ def _holder_dead(token: bytes) -> bool:
 def run_once(conn: redis.Redis, key: str, fn: Callable[[], dict[str, Any] | None]) -> tuple[str, Any]:
     """Run ``fn`` unless it already ran for ``key``. Returns ("done" | "already", result)."""
     name = done_key(key)
-    token = f"run:{_HOST}:{os.getpid()}:{uuid.uuid4().hex}"
+    token = f"run:{_HOST}:{ids.pid()}:{ids.new_id()}"
     if not scripts.pipeline(conn, [("SET", name, token, "NX", "PX", LEASE_MS)])[0]:
         raw = conn.get(name)
         if raw is not None and raw.startswith(b"done:"):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any
 import orjson
 import redis
 
-from hub import fastjson, scripts
+from hub import fastjson, ids, scripts
 from hub.engine.once import DONE_TTL
 from hub.errors import TransientError
 from hub.mapping.values import to_json
@@ -379,7 +378,7 @@ class RecordState:
     def locked(self, names: Sequence[str], *, ttl_ms: int = 30000, wait: float = 20.0) -> Iterator[None]:
         """Hold the record locks ``names``: all taken in one step or none (so two batches that share
         records cannot deadlock, and a batch costs two round trips, not two per record)."""
-        token = uuid.uuid4().hex
+        token = ids.new_id()
         keys = [f"hub:lock:{n}" for n in sorted(set(names))]
         if not keys:
             yield

@@ -25,9 +25,11 @@ from hub import clock, fastjson, jobs, scripts
 from hub.config.loader import Config
 from hub.config.mapping import Mapping
 from hub.config.rules import ChangedTrigger
+from hub.engine.derived import computed_inputs, computed_names, inline_computable, own_computed_names, parents_of
 from hub.engine.entities import EntityIndex, Place, collection_id, record_key
+from hub.engine.record import with_computed
 from hub.engine.state import FieldObs, RecordState
-from hub.mapping.translate import from_system
+from hub.mapping.translate import complete, from_system
 from hub.mapping.values import to_json
 from hub.runtime import Runtime
 
@@ -236,10 +238,6 @@ def hub_call(
 
 def _inline_computed(mapping: Mapping, values: dict[str, Any]) -> dict[str, Any] | None:
     """The record's own computed values when ``values`` hold all their inputs (else None)."""
-    from hub.engine.compute import computed_inputs, inline_computable, own_computed_names
-    from hub.engine.record import with_computed
-    from hub.mapping.translate import complete
-
     if not inline_computable(mapping) or not computed_inputs(mapping) <= values.keys():
         return None
     record = with_computed(None, mapping, complete(mapping, values))
@@ -388,8 +386,6 @@ def _merged(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _recompute_requests(cfg: Config, mapping: Mapping, item: dict[str, Any], out: dict[str, set[str]]) -> None:
     """Computed fields of this record (if their inputs changed), and aggregates of the records it
     belongs to, may have moved."""
-    from hub.engine.compute import computed_inputs, computed_names, parents_of
-
     # Own computed fields: when the record is new or an input changed (aggregates move with their
     # related records, below).
     changed = set(item.get("changed_names") or [])
