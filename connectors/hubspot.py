@@ -13,6 +13,7 @@ Schema and webhook management (properties, pipelines, associations, subscription
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -154,10 +155,8 @@ class HubSpotConnector:
         main = governor or self.governor
 
         def run() -> T:
-            main.acquire()
-            if search:
-                self.search_governor.acquire()
-            return fn()
+            with main.slot(), (self.search_governor.slot() if search else nullcontext()):
+                return fn()
 
         def judge(exc: Exception) -> HubError:
             err = classify(exc, obj)

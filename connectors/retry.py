@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -63,13 +64,13 @@ def call(
     attempt = 0
     while True:
         attempt += 1
-        if governor is not None:
-            governor.acquire()
         try:
-            if inflight is not None:
-                with inflight.slot():
-                    return fn()
-            return fn()
+            with ExitStack() as held:
+                if governor is not None:
+                    held.enter_context(governor.slot())
+                if inflight is not None:
+                    held.enter_context(inflight.slot())
+                return fn()
         except (HubError, redis.RedisError):
             raise  # ours already, or the hub's own Redis (the quota governors): not the vendor's fault
         except Exception as exc:
