@@ -18,13 +18,13 @@ leases that expire if a worker dies holding one.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
 
+from hub import ids
 from hub.errors import RateLimited
 from hub.scripts import Script
 
@@ -189,7 +189,7 @@ class ConcurrencyGovernor:
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        token = uuid.uuid4().hex
+        token = ids.new_id()
         deadline = time.monotonic() + self.max_wait
         while not _LEASE_SCRIPT(self.conn, [self.key], [self.limit, token, self.lease]):
             if time.monotonic() > deadline:

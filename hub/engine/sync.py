@@ -21,7 +21,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from hub import clock, fastjson, jobs, scripts
+from hub import clock, fastjson, ids, jobs, scripts
 from hub.config.loader import Config
 from hub.config.mapping import Mapping
 from hub.config.rules import ChangedTrigger
@@ -92,9 +92,7 @@ def outbox_name() -> str:
     job = get_current_job()
     if job is not None:
         return f"hub:outbox:{job.id}"
-    import uuid
-
-    return f"hub:outbox:local:{uuid.uuid4().hex}"
+    return f"hub:outbox:local:{ids.new_id()}"
 
 
 def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = True) -> dict[str, int]:
