@@ -9,7 +9,7 @@
    Goal: ≥ 2,000/s.
 
 Run: python bench/engine.py [--events 4000] [--rounds 3] [--workers 4]. Starts its own redis-server and stand-ins
-on loopback; prints its figures; leaves nothing running.
+on loopback (each stand-in in a process of its own); prints its figures; leaves nothing running.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -141,21 +140,34 @@ def sample(i: int) -> dict[str, Any]:
     }
 
 
-def _cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU of a process (Linux /proc), children excluded; of one of its threads with ``tid``."""
-    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
-    fields = Path(path).read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc), children excluded."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _own_cpu() -> tuple[float, float]:
-    """(stand-ins, load generator): this process's CPU outside its main thread (the stand-ins' server
-    threads) and in it (enqueueing and polling the queues)."""
-    main = _cpu_seconds(os.getpid(), threading.main_thread().native_id)
-    return _cpu_seconds(os.getpid()) - main, main
-
-
 ROUNDS = 5
+PINGS = 2000
+
+
+def _round_trip(redis_url: str, redis_pid: int) -> tuple[float, float]:
+    """The machine's cost of one loopback round trip, now: CPU (this process + redis-server) and
+    wall µs of a bare PING over a raw socket. Every Redis call and HTTP request of the run pays
+    it; on a VM it drifts severalfold from minute to minute, and the events/s with it."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(redis_url)
+    with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cpu = time.process_time() + _cpu_seconds(redis_pid)
+        wall = time.perf_counter()
+        for _ in range(PINGS):
+            sock.sendall(b"PING\r\n")
+            sock.recv(64)
+        wall = time.perf_counter() - wall
+        cpu = time.process_time() + _cpu_seconds(redis_pid) - cpu
+    return cpu / PINGS * 1e6, wall / PINGS * 1e6
 
 
 def bench_per_record(cfg_dir: Path, n: int = 20000) -> None:
@@ -208,8 +220,6 @@ def bench_per_record(cfg_dir: Path, n: int = 20000) -> None:
 def bench_end_to_end(
     cfg_dir: Path, events: int, n_workers: int, batch: int, rounds: int = 3, profile: str | None = None
 ) -> None:
-    import logging
-
     import redis
     from rq.job import Job
     from rq.registry import StartedJobRegistry
@@ -221,21 +231,24 @@ def bench_end_to_end(
     from hub.engine.provision import provision
     from hub.runtime import Runtime
     from hub.sandbox import hubspot, mailchimp
-    from hub.sandbox.common import serve
+    from hub.sandbox.common import serve_apart
     from hub.settings import Settings
 
-    logging.getLogger("werkzeug").disabled = True
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
     redis_server = RedisServer(tmp / "redis").start()
-    hs = serve(hubspot.HubSpotStandIn(rate_limit=10**9, search_rate=10**6, webhook_window=3600))
-    mc = serve(mailchimp.MailchimpStandIn(connection_limit=10**6))
+    # Each stand-in in a process of its own, as the services run apart from the hub: in this one
+    # they would share one GIL with each other and with the load generator.
+    hs = serve_apart(
+        lambda: hubspot.HubSpotStandIn(rate_limit=10**9, search_rate=10**6, webhook_window=3600), hubspot.exports
+    )
+    mc = serve_apart(lambda: mailchimp.MailchimpStandIn(connection_limit=10**6), mailchimp.exports)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         conn = redis.Redis.from_url(redis_server.url)
         env = {
             **os.environ,
-            **hubspot.exports(hs.url, hs.standin),
-            **mailchimp.exports(mc.url, mc.standin),
+            **hs.env,
+            **mc.env,
             "REDIS_URL": redis_server.url,
             "HUB_CONFIG": str(cfg_dir),
             "HUBSPOT_RATE_LIMIT": "1000000",
@@ -244,7 +257,9 @@ def bench_end_to_end(
             "HUB_NOW": "2026-06-01T12:00:00+00:00",
         }
         provision(Runtime(Settings(env), config_dir=cfg_dir, conn=conn))
-        hsc = HubSpotConnector(env["HUBSPOT_ACCESS_TOKEN"], conn, host=hs.url, rate=10**6, search_rate=10**5)
+        hsc = HubSpotConnector(
+            env["HUBSPOT_ACCESS_TOKEN"], conn, host=hs.env["HUBSPOT_HOST"], rate=10**6, search_rate=10**5
+        )
         hsc.ensure_schema(
             Collection("contacts"),
             [
@@ -317,19 +332,26 @@ def bench_end_to_end(
                 finished.remove(job_id)
         conn.delete("hub:runs")
         ids = ids[warm:]
-        spy_self = None
-        if profile:  # this process serves the stand-ins: its profile covers the measured part only
-            spy_self = subprocess.Popen(
-                ["py-spy", "record", "-r", "500", "--gil", "-f", "raw", "-o", f"{profile}.standins.txt",
-                 "--pid", str(os.getpid())],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+        spies = []
+        if profile:  # the stand-ins' profiles cover the measured part only
+            for name, handle in (("hubspot", hs), ("mailchimp", mc)):
+                spies.append(
+                    subprocess.Popen(
+                        ["py-spy", "record", "-r", "500", "--gil", "-f", "raw", "-o", f"{profile}.{name}.txt",
+                         "--pid", str(handle.pid)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )  # fmt: skip
             time.sleep(1.0)  # py-spy attaches
         # Rounds, each with contacts of its own, on the same workers: the VM's speed drifts by tens of
         # per cent from minute to minute, so one figure alone says little.
+        redis_pid = redis_server.proc.pid if redis_server.proc else 0
+        trips = [_round_trip(redis_server.url, redis_pid)] if redis_pid else []
         conn.config_resetstat()
-        cpu_own = _own_cpu()
+        stand_ins = (hs.pid, mc.pid)
+        cpu_stand_ins_start = sum(_cpu_seconds(pid) for pid in stand_ins)
+        cpu_loader_start = _cpu_seconds(os.getpid())
         cpu_workers_start = sum(_cpu_seconds(p.pid) for p in procs)  # what they used so far is start-up
         cpu_redis_start = _cpu_seconds(redis_server.proc.pid) if redis_server.proc else 0.0
         rates = []
@@ -338,10 +360,13 @@ def bench_end_to_end(
             enqueue(ids[r * events : (r + 1) * events])
             rates.append(events / (wait_drained(600) - start))
         total = events * rounds
-        cpu_stand_ins, cpu_loader = (now - before for now, before in zip(_own_cpu(), cpu_own, strict=True))
-        if spy_self is not None:
-            spy_self.send_signal(signal.SIGINT)
-            spy_self.wait(30)
+        if redis_pid:
+            trips.append(_round_trip(redis_server.url, redis_pid))
+        cpu_stand_ins = sum(_cpu_seconds(pid) for pid in stand_ins) - cpu_stand_ins_start
+        cpu_loader = _cpu_seconds(os.getpid()) - cpu_loader_start
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         cpu_workers = sum(_cpu_seconds(p.pid) for p in procs) - cpu_workers_start
         cpu_redis = (_cpu_seconds(redis_server.proc.pid) if redis_server.proc else 0.0) - cpu_redis_start
         failed = sum(len(jobs.queue(conn, q).failed_job_registry) for q in jobs.QUEUES)
@@ -354,7 +379,7 @@ def bench_end_to_end(
                 if job is not None and job.started_at and job.ended_at:
                     spent = (job.ended_at - job.started_at).total_seconds()
                     per_func.setdefault(job.func_name.rsplit(".", 1)[-1], []).append(spent)
-        mcc = MailchimpConnector(env["MAILCHIMP_API_KEY"], conn, host=mc.url)
+        mcc = MailchimpConnector(env["MAILCHIMP_API_KEY"], conn, host=mc.env["MAILCHIMP_HOST"])
         members = list(mcc.iterate(Collection(env["MAILCHIMP_LIST_ID"])))
         risk = [m.fields["merge_fields"].get("RISK") for m in members]
         print(f"end to end: {rounds} rounds of {events} events in batches of {batch}, {n_workers} worker process(es):")
@@ -395,6 +420,12 @@ def bench_end_to_end(
             f"  the hub's own CPU per event sustains ≈ {total / cpu_workers * cores:,.0f} events/s on {cores} "
             "cores when the services run elsewhere (as the SaaS do)"
         )
+        if trips:
+            print(
+                "  machine: one loopback round trip (a bare PING) cost "
+                + " and ".join(f"{cpu:.0f} µs of CPU ({wall:.0f} µs wall)" for cpu, wall in trips)
+                + " before and after the rounds"
+            )
     finally:
         for p in procs:
             if profile:  # stop the worker under py-spy: py-spy then writes its file and exits
@@ -425,7 +456,7 @@ def main() -> None:
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument(
         "--profile",
-        help="py-spy the workers and the stand-ins: PREFIX.workerN.txt, PREFIX.standins.txt (CPU stacks)",
+        help="py-spy the workers and the stand-ins: PREFIX.workerN.txt, PREFIX.hubspot.txt, PREFIX.mailchimp.txt",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:

@@ -1,5 +1,5 @@
 """Pieces every stand-in shares: fault injection, rate windows, request stats, a webhook sender,
-persistence and a loopback server thread.
+persistence and a loopback server (waitress, in a thread).
 
 A stand-in is a Flask app built by a :class:`StandIn` subclass. Its state is one JSON-able dict
 guarded by ``self.lock``; with a data directory it is saved after changes and loaded at start.
@@ -8,6 +8,7 @@ Admin routes under ``/_sandbox/`` let tests and benchmarks set faults, read coun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ from typing import Any
 
 import requests
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import BaseWSGIServer, make_server
+from waitress.server import create_server
 
 log = logging.getLogger("hub.sandbox")
 
@@ -366,38 +367,106 @@ class StandIn:
             return jsonify({"idle": self.sender.wait_idle(float(request.args.get("timeout", 10)))})
 
 
-class ServerHandle:
-    """A stand-in served on loopback from a background thread."""
+# Worker threads per stand-in: requests held by an injected time-out sleep in one of them.
+THREADS = 32
 
-    def __init__(self, standin: StandIn, server: BaseWSGIServer, thread: threading.Thread) -> None:
+
+class ServerHandle:
+    """A stand-in served on loopback by waitress from a background thread.
+
+    Not werkzeug's development server: it closes the connection after every answer, so each
+    request cost the hub a new TCP connection and the stand-in a new thread, where a vendor's
+    API keeps connections alive."""
+
+    def __init__(self, standin: StandIn, server: Any, thread: threading.Thread) -> None:
         self.standin = standin
         self.server = server
         self.thread = thread
 
     @property
     def port(self) -> int:
-        return int(self.server.server_port)
+        return int(self.server.effective_port)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.server.shutdown()
+        """Close every socket from the server's own loop (which then ends), then its threads."""
+        loop = self.server._map  # the listening socket, the loop's wake-up pipe and each connection
+
+        def close_all() -> None:
+            for dispatcher in list(loop.values()):
+                dispatcher.close()
+
+        self.server.trigger.pull_trigger(close_all)
         self.thread.join(timeout=5)
-        self.server.server_close()
+        self.server.task_dispatcher.shutdown(timeout=2)
         self.standin.close()
 
 
 def serve(standin: StandIn, port: int = 0, host: str = "127.0.0.1") -> ServerHandle:
-    """Serve ``standin`` on ``host:port`` (0 picks a free port) in a daemon thread."""
-    server = make_server(host, port, standin.app, threaded=True)
-    server.daemon_threads = True  # type: ignore[attr-defined]
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"sandbox-{standin.name}", daemon=True
+    """Serve ``standin`` on ``host:port`` (0 picks a free port) from a daemon thread."""
+    server = create_server(
+        standin.app, host=host, port=port, threads=THREADS, connection_limit=1000, ident=f"sandbox-{standin.name}"
     )
+    thread = threading.Thread(target=server.run, name=f"sandbox-{standin.name}", daemon=True)
     thread.start()
     return ServerHandle(standin, server, thread)
+
+
+class ApartHandle:
+    """A stand-in served from a child process of its own, as the real service runs apart from the
+    hub: it takes no share of the caller's GIL, and its CPU can be read on its own (``pid``)."""
+
+    def __init__(self, proc: Any, pipe: Any, env: dict[str, str]) -> None:
+        self.proc = proc
+        self.pipe = pipe
+        self.env = env
+
+    @property
+    def pid(self) -> int:
+        return int(self.proc.pid)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):  # the child is gone already
+            self.pipe.send(None)
+        self.pipe.close()
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+
+
+def _serve_child(
+    make: Callable[[], StandIn], exports: Callable[[str, Any], dict[str, str]], here: Any, there: Any
+) -> None:
+    here.close()  # so that the parent's end closing (or its death) ends recv() below
+    handle = serve(make())
+    try:
+        there.send(exports(handle.url, handle.standin))
+        there.recv()
+    except EOFError:
+        pass
+    finally:
+        handle.stop()
+
+
+def serve_apart(make: Callable[[], StandIn], exports: Callable[[str, Any], dict[str, str]]) -> ApartHandle:
+    """Serve the stand-in ``make()`` builds from a forked child process, on a free loopback port;
+    ``exports(url, standin)`` gives the settings returned in ``ApartHandle.env``. The stand-in is
+    built in the child: its threads (webhook sender, saver) must live there."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    proc = ctx.Process(target=_serve_child, args=(make, exports, here, there), daemon=True)
+    proc.start()
+    there.close()
+    if not here.poll(30):
+        proc.kill()
+        raise RuntimeError("the stand-in's process did not start within 30 s")
+    return ApartHandle(proc, here, here.recv())
 
 
 def new_id(prefix: str, length: int = 14, rng: random.Random | None = None) -> str:

@@ -38,7 +38,7 @@ def problem_response(exc: Problem) -> Response:
 def json_body() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     try:
-        body = json.loads(raw or b"{}")
+        body = orjson.loads(raw or b"{}")
     except ValueError:
         raise Problem(400, "JSON Parse Error", "We encountered an unspecified JSON parsing error.") from None
     if not isinstance(body, dict):

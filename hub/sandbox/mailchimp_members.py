@@ -86,7 +86,8 @@ def register_member_routes(mc: MailchimpStandIn, app: Flask) -> None:
         with mc.lock:
             lst = mc.get_list(list_id)
             members = _filtered(lst)
-            page = [render(m, mc.base_url()) for m in members[offset : offset + count]]
+            base = mc.base_url()
+            page = [render(m, base) for m in members[offset : offset + count]]
         return json_response(projected({"members": page, "list_id": list_id, "total_items": len(members)}))
 
     @app.post(base)
@@ -231,6 +232,7 @@ def register_member_routes(mc: MailchimpStandIn, app: Flask) -> None:
         update_existing = bool(body.get("update_existing", False))
         skip = bool_arg("skip_merge_validation")
         created, updated, errors = [], [], []
+        base = mc.base_url()
         with mc.lock:
             lst = mc.get_list(list_id)
             for item in members:
@@ -244,7 +246,7 @@ def register_member_routes(mc: MailchimpStandIn, app: Flask) -> None:
                 except Problem as exc:
                     errors.append(batch_error(email, exc))
                     continue
-                (created if new else updated).append(render(member, mc.base_url()))
+                (created if new else updated).append(render(member, base))
             mc.changed()
         return json_response(
             {

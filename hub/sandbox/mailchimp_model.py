@@ -139,7 +139,7 @@ def set_status(member: dict[str, Any], status: str, *, now: float, ip: str = "",
 
 def render(member: dict[str, Any], base: str) -> dict[str, Any]:
     """The public JSON of a stored member (internal keys dropped, links added)."""
-    doc = {k: v for k, v in member.items() if not k.startswith("_")}
+    doc = {k: v for k, v in member.items() if k[0] != "_"}
     doc["tags"] = [{"id": t["id"], "name": t["name"]} for t in member["tags"]]
     doc["tags_count"] = len(member["tags"])
     href = f"{base}/lists/{member['list_id']}/members/{member['id']}"

@@ -39,15 +39,18 @@ def new_member(
     web_id: int,
     ip: str,
     skip_required: bool,
+    member_id: str | None = None,
 ) -> dict[str, Any]:
-    """A member document as Mailchimp returns it, plus internal ``_``-prefixed bookkeeping."""
+    """A member document as Mailchimp returns it, plus internal ``_``-prefixed bookkeeping.
+    ``member_id``: the email's subscriber hash, when the caller has it already."""
     check_member_options(body)
     merges = check_merge_values(
         lst["_merge_fields"], body.get("merge_fields"), current=None, skip_required=skip_required
     )
     subscribed = status == "subscribed"
+    at = stamp(now)
     member = {
-        "id": subscriber_hash(email),
+        "id": member_id or subscriber_hash(email),
         "email_address": email,
         "unique_email_id": f"{_IDS.getrandbits(40):010x}",
         "contact_id": f"{_IDS.getrandbits(128):032x}",
@@ -61,9 +64,9 @@ def new_member(
         "ip_signup": str(body.get("ip_signup", "")),
         "timestamp_signup": str(body.get("timestamp_signup", "")),
         "ip_opt": ip if subscribed else "",
-        "timestamp_opt": stamp(now) if subscribed else "",
+        "timestamp_opt": at if subscribed else "",
         "member_rating": 2,
-        "last_changed": stamp(now),
+        "last_changed": at,
         "language": body.get("language", ""),
         "vip": body.get("vip", False),
         "email_client": "",
@@ -238,7 +241,9 @@ def upsert(
     status = body.get(field) or (body.get("status_if_new") if mode == "batch" else None)
     if not status:
         raise invalid(errors=[{"field": field, "message": "This value should not be blank."}])
-    member = new_member(lst, email, body, status, now=now, web_id=mc.next_web_id(), ip=ip, skip_required=skip_required)
+    member = new_member(
+        lst, email, body, status, now=now, web_id=mc.next_web_id(), ip=ip, skip_required=skip_required, member_id=h
+    )
     add_tags(lst, member, [(name, True) for name in tag_names(body.get("tags"))], now)
     lst["_members"][h] = member
     status_events(mc, lst, member, None, set(), "api")

@@ -50,12 +50,10 @@ def start(
     data_dir: str | Path | None = None,
     firestore: bool = True,
     airtable_penalty: float = 30.0,
-    verbose: bool = False,
 ) -> Sandbox:
-    """Start every stand-in; on any failure, stop what started and raise. Without ``verbose`` the
-    per-request access log is off (it would also print query strings, keys included)."""
+    """Start every stand-in; on any failure, stop what started and raise. No access log: it would
+    print query strings, keys included."""
     began = time.monotonic()
-    logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
     data = Path(data_dir) if data_dir else None
     if data:
         data.mkdir(parents=True, exist_ok=True)
