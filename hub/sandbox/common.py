@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import queue
 import random
@@ -367,7 +368,8 @@ class StandIn:
             return jsonify({"idle": self.sender.wait_idle(float(request.args.get("timeout", 10)))})
 
 
-# Worker threads per stand-in: requests held by an injected time-out sleep in one of them.
+# Worker threads per stand-in: enough that requests held by injected time-outs (each one sleeps in
+# its thread) do not hold up the others.
 THREADS = 32
 
 
@@ -456,8 +458,6 @@ def serve_apart(make: Callable[[], StandIn], exports: Callable[[str, Any], dict[
     """Serve the stand-in ``make()`` builds from a forked child process, on a free loopback port;
     ``exports(url, standin)`` gives the settings returned in ``ApartHandle.env``. The stand-in is
     built in the child: its threads (webhook sender, saver) must live there."""
-    import multiprocessing
-
     ctx = multiprocessing.get_context("fork")
     here, there = ctx.Pipe()
     proc = ctx.Process(target=_serve_child, args=(make, exports, here, there), daemon=True)
