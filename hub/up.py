@@ -111,6 +111,9 @@ def _redis(data: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Out of the terminal's process group: Ctrl-C would stop Redis at once, while the worker and
+        # the web app still finish their jobs against it. It is stopped last, below.
+        start_new_session=True,
     )
     _wait(lambda: _port_open(port), "redis-server")
     return f"redis://127.0.0.1:{port}/0", proc
