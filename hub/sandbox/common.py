@@ -401,7 +401,10 @@ class ServerHandle:
             for dispatcher in list(loop.values()):
                 dispatcher.close()
 
-        self.server.trigger.pull_trigger(close_all)
+        try:
+            self.server.trigger.pull_trigger(close_all)
+        except OSError:  # the wake-up pipe is closed already (seen once in CI): close from here
+            close_all()
         self.thread.join(timeout=5)
         self.server.task_dispatcher.shutdown(timeout=2)
         self.standin.close()
