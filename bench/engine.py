@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -154,9 +156,6 @@ def _round_trip(redis_url: str, redis_pid: int) -> tuple[float, float]:
     """The machine's cost of one loopback round trip, now: CPU (this process + redis-server) and
     wall µs of a bare PING over a raw socket. Every Redis call and HTTP request of the run pays
     it; on a VM it drifts severalfold from minute to minute, and the events/s with it."""
-    import socket
-    from urllib.parse import urlparse
-
     url = urlparse(redis_url)
     with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -353,7 +352,7 @@ def bench_end_to_end(
         cpu_stand_ins_start = sum(_cpu_seconds(pid) for pid in stand_ins)
         cpu_loader_start = _cpu_seconds(os.getpid())
         cpu_workers_start = sum(_cpu_seconds(p.pid) for p in procs)  # what they used so far is start-up
-        cpu_redis_start = _cpu_seconds(redis_server.proc.pid) if redis_server.proc else 0.0
+        cpu_redis_start = _cpu_seconds(redis_pid) if redis_pid else 0.0
         rates = []
         for r in range(rounds):
             start = time.perf_counter()
@@ -368,7 +367,7 @@ def bench_end_to_end(
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
         cpu_workers = sum(_cpu_seconds(p.pid) for p in procs) - cpu_workers_start
-        cpu_redis = (_cpu_seconds(redis_server.proc.pid) if redis_server.proc else 0.0) - cpu_redis_start
+        cpu_redis = (_cpu_seconds(redis_pid) if redis_pid else 0.0) - cpu_redis_start
         failed = sum(len(jobs.queue(conn, q).failed_job_registry) for q in jobs.QUEUES)
         fired = sum(1 for e in conn.lrange("hub:runs", 0, -1) if json.loads(e).get("decision") == "fired")
         stats = conn.info("commandstats")
