@@ -20,6 +20,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -424,14 +426,15 @@ class ApartHandle:
     """A stand-in served from a child process of its own, as the real service runs apart from the
     hub: it takes no share of the caller's GIL, and its CPU can be read on its own (``pid``)."""
 
-    def __init__(self, proc: Any, pipe: Any, env: dict[str, str]) -> None:
+    def __init__(self, proc: BaseProcess, pipe: Connection, env: dict[str, str]) -> None:
         self.proc = proc
         self.pipe = pipe
         self.env = env
 
     @property
     def pid(self) -> int:
-        return int(self.proc.pid)
+        assert self.proc.pid is not None  # started by serve_apart
+        return self.proc.pid
 
     def stop(self) -> None:
         with contextlib.suppress(OSError):  # the child is gone already
@@ -444,7 +447,7 @@ class ApartHandle:
 
 
 def _serve_child(
-    make: Callable[[], StandIn], exports: Callable[[str, Any], dict[str, str]], here: Any, there: Any
+    make: Callable[[], StandIn], exports: Callable[[str, Any], dict[str, str]], here: Connection, there: Connection
 ) -> None:
     here.close()  # so that the parent's end closing (or its death) ends recv() below
     handle = serve(make())
