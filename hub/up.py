@@ -28,6 +28,12 @@ import click
 
 from hub.errors import ConfigError
 
+# gunicorn's own limit for its workers to finish their requests, and how long `hub up` waits for
+# all its processes after SIGTERM before it kills what is left (a worker's job takes seconds).
+_GUNICORN_GRACE = 10
+_STOP_WAIT = 25
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -136,6 +142,10 @@ def run(config_dir: Path, data: Path, port: int, firestore: bool) -> None:
     from hub.sandbox import runner
 
     data.mkdir(parents=True, exist_ok=True)
+    # Ctrl-C, SIGTERM and a closed terminal (SIGHUP) stop the hub, also while it starts (and Ctrl-C
+    # even when started from a shell that ignores it).
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.default_int_handler)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     redis_url, redis_proc = _redis(data)
     ops = OpsConsole()
@@ -174,6 +184,10 @@ def run(config_dir: Path, data: Path, port: int, firestore: bool) -> None:
                 "8",
                 "--bind",
                 f"127.0.0.1:{port}",
+                # Its workers are stopped by gunicorn itself, well within the wait in `_stop_all`.
+                "--graceful-timeout",
+                str(_GUNICORN_GRACE),
+                "--no-control-socket",
                 "hub.app:create_app()",
             ],
             "worker": [python, "-m", "hub.cli", "worker"],
@@ -182,7 +196,11 @@ def run(config_dir: Path, data: Path, port: int, firestore: bool) -> None:
         if box.firestore is not None:
             commands["listen"] = [python, "-m", "hub.cli", "listen"]
         for name, cmd in commands.items():
-            children.append((name, subprocess.Popen(cmd, env=env)))
+            # Each in a process group of its own: the terminal's Ctrl-C reaches `hub up` alone, which
+            # then stops each child with one SIGTERM. Sent to the whole group, Ctrl-C also hit
+            # gunicorn's workers beside their master's own signal, and a worker stopping twice at
+            # once hangs in its thread pool's shutdown, keeping the port after `hub up` is gone.
+            children.append((name, subprocess.Popen(cmd, env=env, start_new_session=True)))
         _wait(lambda: _port_open(port), "the web app")
         setup = subprocess.run(
             [python, "-m", "hub.cli", "webhooks", "setup", "--public-url", public],
@@ -194,31 +212,51 @@ def run(config_dir: Path, data: Path, port: int, firestore: bool) -> None:
         if setup.returncode != 0:
             click.secho(f"webhook setup reported a problem:\n{setup.stderr.strip()[-2000:]}", fg="red")
         _welcome(box.env, public, data)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
-            while not stop.wait(1.0):
-                for name, proc in children:
-                    if proc.poll() is not None:
-                        raise ConfigError(f"the {name} process exited with code {proc.returncode}")
-        except KeyboardInterrupt:
-            pass
+        while True:
+            time.sleep(1.0)
+            for name, proc in children:
+                if proc.poll() is not None:
+                    raise ConfigError(f"the {name} process exited with code {proc.returncode}")
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP
+        pass
     finally:
-        click.echo("stopping…")
-        for _, proc in children:
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in children:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop_all(children)
         if box is not None:
             box.stop()
         ops.stop()
         if redis_proc is not None:
             redis_proc.terminate()
             redis_proc.wait(10)
+
+
+def _stop_all(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """SIGTERM to each child (gunicorn and rq stop gracefully on it), then their whole process
+    groups killed if they are not gone within `_STOP_WAIT` or on a second Ctrl-C: nothing outlives
+    `hub up` to hold its port or its queues."""
+    click.echo("stopping… (Ctrl-C again to kill at once)")
+    force = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: force.set()) for signum in _STOP_SIGNALS}
+    try:
+        for _, proc in children:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + _STOP_WAIT
+        while any(proc.poll() is None for _, proc in children):
+            if force.is_set() or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for name, proc in children:
+            # The group too: a gunicorn master killed here would leave its workers behind.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+            if proc.poll() is None:
+                click.secho(f"the {name} process had not stopped: killed", fg="red")
+            proc.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _welcome(env: dict[str, str], public: str, data: Path) -> None:
