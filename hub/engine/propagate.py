@@ -36,14 +36,20 @@ def firestore_doc_id(key: str) -> str:
 
 @hub_job
 def propagate(entity: str, target: str, items: list[dict[str, Any]]) -> dict[str, int]:
-    rt = Runtime.current()
+    return propagate_items(Runtime.current(), entity, target, items, outbox=outbox_name())
+
+
+def propagate_items(
+    rt: Runtime, entity: str, target: str, items: list[dict[str, Any]], *, outbox: str
+) -> dict[str, int]:
+    """Write ``items`` (changed canonical values per record key) to ``target``, batched; the ids of
+    records it creates there go through ``outbox``."""
     cfg = rt.config
     mapping = cfg.mappings.get(entity)
     if mapping is None or getattr(mapping.systems, target, None) is None:
         log.warning("propagate: %s is no longer mapped to %s; %d item(s) dropped", entity, target, len(items))
         return {"dropped": len(items)}
     state = RecordState(rt.redis)
-    outbox = outbox_name()
     resume(rt, outbox)  # an attempt killed between linking and draining
     coll = collection(mapping, target)
     coll_id = collection_id(target, coll)

@@ -38,13 +38,15 @@ FIRING_JOB = "hub.engine.rules.run_firing"
 @hub_job
 def run_events(events: list[dict[str, Any]]) -> dict[str, int]:
     """Rules for a batch of record events (from sync)."""
+    return run_record_events(Runtime.current(), events, outbox=outbox_name())
+
+
+def run_record_events(rt: Runtime, events: list[dict[str, Any]], *, outbox: str) -> dict[str, int]:
+    """Rules for a batch of record events. Writes made by their actions and computed fields go to
+    ``outbox``, drained at the end (and first, if a previous attempt was killed before it could)."""
     from hub.engine.replay import remember
 
-    rt = Runtime.current()
     remember(rt.redis, events, clock.now())
-    # Writes made by this job's actions and computed fields go to its outbox, drained at the end (and
-    # first, if a previous attempt of this job was killed before it could).
-    outbox = outbox_name()
     resume(rt, outbox)
     loader = Loader(rt)
     by_entity: dict[str, list[tuple[str, set[str] | None, str | None]]] = {}

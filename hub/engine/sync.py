@@ -4,7 +4,8 @@
 duplicated or out of order), translates it to the canonical entity and applies it to the record's
 state (ownership and time decide), under a per-record lock. Changes land in the job's outbox;
 ``drain`` turns the outbox into propagation jobs (one per target system, batched) and one rules
-job — in the same transaction that empties it.
+job — in the same transaction that empties it. The intake's own drain runs that propagation and
+those rules in place instead (see :func:`follow_up`).
 
 The hub's own writes come back as webhooks; their values equal the agreed fingerprints, so they
 are no change at all: that is what keeps two-way sync from ping-ponging.
@@ -15,10 +16,13 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from rq import get_current_job
 
 from hub import clock, fastjson, ids, jobs, scripts
@@ -102,6 +106,8 @@ def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = T
     state = RecordState(rt.redis)
     outbox = outbox_name()
     counts = resume(rt, outbox, run_rules=run_rules)
+    for k, v in resume(rt, follow_ups_outbox(outbox)).items():  # a killed attempt's in-place follow-ups
+        counts[k] += v
     groups: dict[Place, dict[str, SourceEvent]] = defaultdict(dict)
     for raw in raw_events:
         ev = SourceEvent.from_json(raw)
@@ -117,10 +123,16 @@ def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = T
                 ev.kind = "created"
         groups[place][ev.id] = ev
     logged: list[dict[str, Any]] | None = []
-    for place, evs in groups.items():
-        if _ingest_place(rt, cfg, state, place, list(evs.values()), outbox, counts, logged):
-            logged = None  # a deletion was logged in Redis only: the drain reads the outbox back
-    for k, v in drain(rt, outbox, run_rules=run_rules, entries=logged).items():
+    names = [f"{collection_id(place.system, place.coll)}:{i}" for place, evs in groups.items() for i in evs]
+    # The records stay locked until their changes are written everywhere (propagated in place): a
+    # later change of the same record, ingested by another worker, is written after this one.
+    with ExitStack() as held:
+        held.enter_context(state.locked(names))
+        for place, evs in groups.items():
+            if _ingest_place(rt, cfg, state, place, list(evs.values()), outbox, counts, logged):
+                logged = None  # a deletion was logged in Redis only: the drain reads the outbox back
+        drained = drain(rt, outbox, run_rules=run_rules, entries=logged, in_place=True, propagated=held.close)
+    for k, v in drained.items():
         counts[k] += v
     return dict(counts)
 
@@ -135,62 +147,61 @@ def _ingest_place(
     counts: dict[str, int],
     logged: list[dict[str, Any]] | None,
 ) -> bool:
-    """Read the records fresh and apply them; True if a deletion went to the outbox (not to ``logged``)."""
+    """Read the records fresh and apply them (their locks held by the caller); True if a deletion
+    went to the outbox (not to ``logged``)."""
     mapping = cfg.mappings[place.entity]
     deleted = False
     connector = rt.connector(place.system)
     coll_id = collection_id(place.system, place.coll)
     tracked = tracked_fields(cfg, place.entity)
     modes = field_modes(mapping, place.system)
-    names = [f"{coll_id}:{e.id}" for e in evs]
-    with state.locked(names):
-        live = {r.id: r for r in connector.get_many(place.coll, [e.id for e in evs])}
-        calls: list[dict[str, Any]] = []  # applied in one round trip below
-        for ev in evs:
-            rec = live.get(ev.id)
-            item = {"entity": place.entity, "system": place.system, "id": ev.id, "kind": ev.kind, "hint": ev.fields}
-            if rec is None:
-                if state.delete(place.entity, place.system, coll_id, ev.id, outbox=outbox, item=item):
-                    counts["deleted"] += 1
-                    deleted = True
-                else:
-                    counts["missing"] += 1
-                continue
-            decoded = from_system(mapping, place.system, rec)
-            for problem in decoded.problems:
-                log.warning("%s %s: %s", place.entity, place.system, problem)  # names the field, not the value
-            values = decoded.values
-            key = record_key(mapping, values, place.system, rec.id)
-            source_ms = _source_ms(rec.updated_at, ev.at_ms)
-            obs = [FieldObs(n, v, modes.get(n, "shared"), n in tracked) for n, v in values.items()]
-            shown = to_json(values)
-            inline = _inline_computed(mapping, values)
-            if inline:
-                # The read brought every input of the record's computed fields: they are computed now and
-                # applied in the same call, as the hub's own values (one event for the rules), instead of
-                # a recompute job reading every system. `computed` tells the drain and the rules.
-                obs += [FieldObs(n, v, "hub", n in tracked) for n, v in inline.items()]
-                shown.update(to_json(inline))
-                item["computed"] = list(inline)
-            item.update(key=key, values=shown, at_ms=source_ms)
-            calls.append(
-                {
-                    "entity": place.entity,
-                    "key": key,
-                    "system": place.system,
-                    "coll_id": coll_id,
-                    "record_id": rec.id,
-                    "source_ms": source_ms,
-                    "fields": obs,
-                    "outbox": outbox,
-                    "item": item,
-                }
-            )
-        for call, applied in zip(calls, state.apply_many(calls, logged=logged), strict=True):
-            computed = call["item"].get("computed") or ()
-            reported = [c for c in applied.changed if c[0] not in computed]
-            counts["changed" if reported else "unchanged"] += 1
-            counts["conflicts"] += len(applied.conflicts)
+    live = {r.id: r for r in connector.get_many(place.coll, [e.id for e in evs])}
+    calls: list[dict[str, Any]] = []  # applied in one round trip below
+    for ev in evs:
+        rec = live.get(ev.id)
+        item = {"entity": place.entity, "system": place.system, "id": ev.id, "kind": ev.kind, "hint": ev.fields}
+        if rec is None:
+            if state.delete(place.entity, place.system, coll_id, ev.id, outbox=outbox, item=item):
+                counts["deleted"] += 1
+                deleted = True
+            else:
+                counts["missing"] += 1
+            continue
+        decoded = from_system(mapping, place.system, rec)
+        for problem in decoded.problems:
+            log.warning("%s %s: %s", place.entity, place.system, problem)  # names the field, not the value
+        values = decoded.values
+        key = record_key(mapping, values, place.system, rec.id)
+        source_ms = _source_ms(rec.updated_at, ev.at_ms)
+        obs = [FieldObs(n, v, modes.get(n, "shared"), n in tracked) for n, v in values.items()]
+        shown = to_json(values)
+        inline = _inline_computed(mapping, values)
+        if inline:
+            # The read brought every input of the record's computed fields: they are computed now and
+            # applied in the same call, as the hub's own values (one event for the rules), instead of
+            # a recompute job reading every system. `computed` tells the drain and the rules.
+            obs += [FieldObs(n, v, "hub", n in tracked) for n, v in inline.items()]
+            shown.update(to_json(inline))
+            item["computed"] = list(inline)
+        item.update(key=key, values=shown, at_ms=source_ms)
+        calls.append(
+            {
+                "entity": place.entity,
+                "key": key,
+                "system": place.system,
+                "coll_id": coll_id,
+                "record_id": rec.id,
+                "source_ms": source_ms,
+                "fields": obs,
+                "outbox": outbox,
+                "item": item,
+            }
+        )
+    for call, applied in zip(calls, state.apply_many(calls, logged=logged), strict=True):
+        computed = call["item"].get("computed") or ()
+        reported = [c for c in applied.changed if c[0] not in computed]
+        counts["changed" if reported else "unchanged"] += 1
+        counts["conflicts"] += len(applied.conflicts)
     return deleted
 
 
@@ -250,18 +261,31 @@ def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
     return int(clock.now().timestamp() * 1000)
 
 
-def resume(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]:
+def resume(rt: Runtime, outbox: str, *, run_rules: bool = True, in_place: bool = False) -> dict[str, int]:
     """A retried job first drains what a killed previous attempt recorded in its outbox (if any)."""
-    return drain(rt, outbox, run_rules=run_rules) if rt.redis.exists(outbox) else defaultdict(int)
+    if not rt.redis.exists(outbox):
+        return defaultdict(int)
+    return drain(rt, outbox, run_rules=run_rules, in_place=in_place)
 
 
 def drain(
-    rt: Runtime, outbox: str, *, run_rules: bool = True, entries: list[dict[str, Any]] | None = None
+    rt: Runtime,
+    outbox: str,
+    *,
+    run_rules: bool = True,
+    entries: list[dict[str, Any]] | None = None,
+    in_place: bool = False,
+    propagated: Callable[[], None] | None = None,
 ) -> dict[str, int]:
     """Enqueue what the outbox records (propagation per target, one rules job) and empty it, atomically.
 
     ``entries``: the outbox's content as the running job logged it (see ``apply_many``), when
-    only that job wrote to it; otherwise it is read from Redis."""
+    only that job wrote to it; otherwise it is read from Redis.
+
+    ``in_place``: run that propagation and those rules in this job first (see :func:`follow_up`);
+    only those that fail are enqueued. The outbox stays until then, so a job killed meanwhile
+    runs them again when retried (both are idempotent). ``propagated`` is called between the two
+    (the caller's record locks, held while the changes are written)."""
     counts: dict[str, int] = defaultdict(int)
     if entries is None:
         entries = RecordState(rt.redis).outbox(outbox)
@@ -331,13 +355,22 @@ def drain(
             changes = {n: [old, values.get(n)] for n, (old, _had) in changed.items()}
             record_events.append(_record_event(item, result, kind, changes))
     record_events = _merged(record_events)
+    propagations: list[tuple[str, tuple[Any, ...]]] = []
+    for (entity, target), items in pushes.items():
+        propagations.append((PROPAGATE_JOB, (entity, target, items)))
+        counts["propagations"] += len(items)
+    rules = [(RULES_JOB, (record_events,))] if record_events and run_rules else []
+    counts["record_events"] += len(record_events)
+    if in_place:
+        propagations = [f for f in propagations if not follow_up(rt, outbox, *f, counts)]
+    if propagated is not None:
+        propagated()
+    if in_place:
+        rules = [f for f in rules if not follow_up(rt, outbox, *f, counts)]
+    follow_ups = propagations + rules
     with rt.redis.pipeline(transaction=True) as pipe:
-        for (entity, target), items in pushes.items():
-            jobs.push(pipe, rt.redis, PROPAGATE_JOB, entity, target, items)
-            counts["propagations"] += len(items)
-        if record_events and run_rules:
-            jobs.push(pipe, rt.redis, RULES_JOB, record_events)
-        counts["record_events"] += len(record_events)
+        for func, args in follow_ups:
+            jobs.push(pipe, rt.redis, func, *args)
         for entity, keys in recompute.items():
             jobs.push(pipe, rt.redis, RECOMPUTE_JOB, entity, sorted(keys), queue_name=jobs.QUEUE_LOW)
         for c in conflicts:
@@ -349,6 +382,39 @@ def drain(
         pipe.delete(outbox)
         scripts.transaction(pipe)
     return counts
+
+
+def follow_ups_outbox(outbox: str) -> str:
+    """Where the follow-ups run in place by the job of ``outbox`` record their writes (one at a time)."""
+    return f"{outbox}:follow-ups"
+
+
+def follow_up(rt: Runtime, outbox: str, func: str, args: tuple[Any, ...], counts: dict[str, int]) -> bool:
+    """Run a propagation or a rules batch in the draining job; False if it failed (it is then
+    enqueued as a job of its own, retried by its own policy, without ingesting again).
+
+    In place, a webhook batch costs one job instead of three: rq's bookkeeping of a job costs
+    about as much CPU as propagating a batch or evaluating its rules, and the rules fire without
+    waiting in a queue. Its writes go to an outbox of their own, drained when it ends; a retried
+    attempt of the draining job drains what a killed one left there."""
+    from hub.engine.propagate import propagate_items
+    from hub.engine.rules import run_record_events
+
+    own = follow_ups_outbox(outbox)
+    try:
+        if func == PROPAGATE_JOB:
+            propagate_items(rt, *args, outbox=own)
+        else:
+            run_record_events(rt, *args, outbox=own)
+    except redis.RedisError:
+        raise  # Redis is gone: the whole job is retried once it is back, and resumes
+    except Exception as exc:
+        log.warning("%s failed in place, queued as a job of its own: %s: %s", func, type(exc).__name__, exc)
+        resume(rt, own)  # what it recorded before failing is drained like any job's
+        counts["follow_ups_queued"] += 1
+        return False
+    counts["follow_ups_in_place"] += 1
+    return True
 
 
 def _merged(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
