@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -220,7 +221,6 @@ def bench_end_to_end(
     cfg_dir: Path, events: int, n_workers: int, batch: int, rounds: int = 3, profile: str | None = None
 ) -> list[str]:
     """Prints the figures; returns the contacts that never reached Mailchimp (none, or a defect)."""
-    lost: list[str] = []
     import redis
     from rq.job import Job
     from rq.registry import ScheduledJobRegistry, StartedJobRegistry
@@ -236,6 +236,8 @@ def bench_end_to_end(
     from hub.settings import Settings
 
     tmp = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    lost: list[str] = []
+    completed = False
     redis_server = RedisServer(tmp / "redis").start()
     # Each stand-in in a process of its own, as the services run apart from the hub: in this one
     # they would share one GIL with each other and with the load generator.
@@ -396,7 +398,7 @@ def bench_end_to_end(
         members = list(mcc.iterate(Collection(env["MAILCHIMP_LIST_ID"])))
         risk = [m.fields["merge_fields"].get("RISK") for m in members]
         have = {str(m.fields["email_address"]).lower() for m in members}
-        missing = [row.fields["email"].lower() for row in rows if row.fields["email"].lower() not in have]
+        missing = [f"#{i}" for i, row in enumerate(rows) if row.fields["email"].lower() not in have]
         retried = sum(log.read_text(errors="replace").count("will retry") for log in logs)
         print(f"end to end: {rounds} rounds of {events} events in batches of {batch}, {n_workers} worker process(es):")
         print(
@@ -407,11 +409,11 @@ def bench_end_to_end(
         print(
             f"  members in Mailchimp: {len(members)}/{warm + total} "
             f"(with a risk score: {sum(r != '' for r in risk)}); "
-            f"rule firings: {fired}; failed jobs: {failed}; retries: {retried} (worker logs: {tmp})"
+            f"rule firings: {fired}; failed jobs: {failed}; retries: {retried}"
         )
         if missing:
             lost.extend(missing)
-            print(f"  MISSING from Mailchimp: {len(missing)}, e.g. {', '.join(missing[:3])}")
+            print(f"  MISSING from Mailchimp: {len(missing)} contact(s): {', '.join(missing[:5])}…")
         cores = os.cpu_count() or 1
         print(
             f"  CPU: hub workers {cpu_workers:.2f} s ({cpu_workers / total * 1e3:.2f} ms/event), stand-ins "
@@ -445,6 +447,7 @@ def bench_end_to_end(
                 + " and ".join(f"{cpu:.0f} µs of CPU ({wall:.0f} µs wall)" for cpu, wall in trips)
                 + " before and after the rounds"
             )
+        completed = True
     finally:
         for p in procs:
             if profile:  # stop the worker under py-spy: py-spy then writes its file and exits
@@ -461,6 +464,10 @@ def bench_end_to_end(
         hs.stop()
         mc.stop()
         redis_server.stop()
+        if completed and not lost:  # else kept, with the worker logs, for whoever reads why
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"worker logs kept in {tmp}")
     return lost
 
 
