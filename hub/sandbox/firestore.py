@@ -35,6 +35,7 @@ from typing import IO
 import requests
 
 from hub.errors import ConfigError
+from hub.sandbox.procs import live_processes
 
 PACKAGE = "google-cloud-cli-firestore-emulator"
 LAUNCHER = "cloud_firestore_emulator"
@@ -127,8 +128,7 @@ def _group_alive(pgid: int) -> bool:
 
     Zombies count as gone: the orphaned java is reparented to PID 1, which may never reap it.
     """
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not Path("/proc").is_dir():
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -136,17 +136,7 @@ def _group_alive(pgid: int) -> bool:
         except PermissionError:
             return True
         return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+    return any(p.pgid == pgid for p in live_processes().values())
 
 
 def exports(host_port: str, project: str = DEFAULT_PROJECT) -> dict[str, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from hub import up as up_module
+from hub.sandbox.procs import live_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,22 +26,15 @@ def _free_port() -> int:
 
 
 def _descendants(pid: int) -> set[int]:
-    """Every living process under `pid`, read from /proc (children re-parented later are still
-    found, as they were listed while `hub up` ran)."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
+    """Every living process under ``pid`` (kept by the caller: once ``hub up`` has exited, a process
+    it left behind is re-parented and no longer found from it)."""
+    children: dict[int, list[int]] = {}
+    for child, proc in live_processes().items():
+        children.setdefault(proc.ppid, []).append(child)
     found: set[int] = set()
     todo = [pid]
     while todo:
-        for child in parents.get(todo.pop(), []):
+        for child in children.get(todo.pop(), []):
             if child not in found:
                 found.add(child)
                 todo.append(child)
@@ -48,11 +42,7 @@ def _descendants(pid: int) -> set[int]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return pid in live_processes()
 
 
 def test_ctrl_c_stops_every_process_and_frees_the_port(tmp_path: Path) -> None:
@@ -104,7 +94,7 @@ def test_a_child_that_does_not_stop_is_killed_with_its_group(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """As a gunicorn master with a hung worker: SIGTERM ignored, a process of its own beneath it."""
-    monkeypatch.setattr(up_module, "_STOP_WAIT", 1.0)
+    monkeypatch.setattr(up_module, "_STOP_WAIT", 3.0)  # time enough for the polite one on a loaded machine
     stubborn = (
         "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
@@ -114,11 +104,18 @@ def test_a_child_that_does_not_stop_is_killed_with_its_group(
     proc = subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None
     grandchild = int(proc.stdout.readline())
-    started = time.monotonic()
-    up_module._stop_all([("web", proc), ("worker", polite)])
-    assert time.monotonic() - started < 10
-    assert polite.returncode == -signal.SIGTERM  # stopped by its SIGTERM, not killed
-    assert proc.returncode == -signal.SIGKILL
-    time.sleep(0.2)
-    assert not _alive(grandchild)
-    assert "the web process had not stopped: killed" in capsys.readouterr().out
+    try:
+        started = time.monotonic()
+        up_module._stop_all([("web", proc), ("worker", polite)])
+        assert time.monotonic() - started < 10
+        assert polite.returncode == -signal.SIGTERM  # stopped by its SIGTERM, not killed
+        assert proc.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 5  # SIGKILL is sent; the process ends when next scheduled
+        while _alive(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(grandchild)
+        assert "the web process had not stopped: killed" in capsys.readouterr().out
+    finally:
+        for pid in (grandchild, proc.pid, polite.pid):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
