@@ -149,6 +149,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_times() -> list[int]:
+    """The machine's CPU time so far by kind (Linux /proc/stat, clock ticks): user, nice, system,
+    idle, iowait, irq, softirq, steal. Empty where there is no /proc."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return []
+
+
+def _machine_share(start: list[int], end: list[int]) -> str:
+    """How the cores spent the rounds: busy (anyone's work), idle, and stolen by the hypervisor
+    (steal: a VM's CPU given to other guests, when it drifts slow)."""
+    if len(start) < 8 or len(end) < 8:
+        return ""
+    d = [b - a for a, b in zip(start, end, strict=True)]
+    spent = sum(d) or 1
+    idle, steal = d[3] + d[4], d[7]
+    busy = spent - idle - steal
+    return f"{busy / spent:.0%} busy, {idle / spent:.0%} idle, {steal / spent:.0%} stolen by the hypervisor"
+
+
 ROUNDS = 5
 PINGS = 2000
 
@@ -328,16 +349,16 @@ def bench_end_to_end(
             ended = (b"finished", b"failed")
             return sum(waiting) == 0 and all(status in ended for status in replies[len(waiting) :])
 
-        def wait_drained(own: list[str], timeout: float) -> float:
+        def wait_drained(own: list[str], timeout: float) -> tuple[float, list[int]]:
             """When all was first seen done, confirmed a moment later (a job between its queue and
-            the started registry is in neither)."""
+            the started registry is in neither), and the machine's CPU times then."""
             deadline = time.perf_counter() + timeout
             while time.perf_counter() < deadline:
                 wait_for(lambda: drained(own), timeout=timeout, interval=0.02, what="the queues to drain")
-                seen = time.perf_counter()
+                seen, times = time.perf_counter(), _machine_times()
                 time.sleep(0.2)
                 if drained(own):
-                    return seen
+                    return seen, times
             raise TimeoutError("the queues did not drain")
 
         wait_drained(enqueue(ids[:warm]), 120)
@@ -370,10 +391,14 @@ def bench_end_to_end(
         cpu_workers_start = sum(_cpu_seconds(p.pid) for p in procs)  # what they used so far is start-up
         cpu_redis_start = _cpu_seconds(redis_pid) if redis_pid else 0.0
         rates = []
+        shares = []
         for r in range(rounds):
+            before = _machine_times()
             start = time.perf_counter()
             own = enqueue(ids[r * events : (r + 1) * events])
-            rates.append(events / (wait_drained(own, 600) - start))
+            seen, after = wait_drained(own, 600)
+            rates.append(events / (seen - start))
+            shares.append(_machine_share(before, after))
         total = events * rounds
         if redis_pid:
             trips.append(_round_trip(redis_server.url, redis_pid))
@@ -447,6 +472,8 @@ def bench_end_to_end(
                 + " and ".join(f"{cpu:.0f} µs of CPU ({wall:.0f} µs wall)" for cpu, wall in trips)
                 + " before and after the rounds"
             )
+        if any(shares):
+            print("  machine: the cores in each round: " + "; ".join(shares))
         completed = True
     finally:
         for p in procs:

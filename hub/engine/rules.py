@@ -146,12 +146,13 @@ class _Firing:
         entity: str | None,
         key: str | None,
         changed: list[str] | None,
+        at: str,
     ) -> None:
         self.rule, self.record, self.event, self.occurrence = rule, record, event, occurrence
         self.entity, self.key, self.changed = entity, key, changed
         self.started = time.monotonic()
         self.entry: dict[str, Any] = {
-            "at": to_json(clock.now()),
+            "at": at,
             "rule": rule.id,
             "entity": entity,
             "record": key_hash(key) if key else None,
@@ -279,6 +280,7 @@ class Firings:
         self.rt, self.outbox, self.recorder = rt, outbox, recorder
         self.firings: list[_Firing] = []
         self.writes = _Writes(rt) if outbox else None  # without a job's outbox each write drains at once
+        self._at: str | None = None  # when the batch's firings were evaluated (history), written once
 
     def add(
         self,
@@ -291,13 +293,15 @@ class Firings:
         key: str | None,
         changed: list[str] | None = None,
     ) -> None:
-        firing = _Firing(rule, record, event, occurrence, entity, key, changed)
+        if self._at is None:
+            self._at = to_json(clock.now())
+        firing = _Firing(rule, record, event, occurrence, entity, key, changed, self._at)
         firing.evaluate(self.rt.config)
         self.firings.append(firing)
 
     def run(self, *, isolated: bool = False) -> list[str]:
         """Decide and act; the outcome of each firing, in order."""
-        firings, self.firings = self.firings, []
+        firings, self.firings, self._at = self.firings, [], None
         asked = [f for f in firings if f.ask is not None]
         try:
             if asked:

@@ -173,15 +173,17 @@ def _ingest_place(
         values = decoded.values
         key = record_key(mapping, values, place.system, rec.id)
         source_ms = _source_ms(rec.updated_at, ev.at_ms)
-        obs = [FieldObs(n, v, modes.get(n, "shared"), n in tracked) for n, v in values.items()]
+        # Observed as JSON (a value's fingerprint is its JSON's): dates are written as text once.
         shown = to_json(values)
+        obs = [FieldObs(n, v, modes.get(n, "shared"), n in tracked) for n, v in shown.items()]
         inline = _inline_computed(mapping, values)
         if inline:
             # The read brought every input of the record's computed fields: they are computed now and
             # applied in the same call, as the hub's own values (one event for the rules), instead of
             # a recompute job reading every system. `computed` tells the drain and the rules.
-            obs += [FieldObs(n, v, "hub", n in tracked) for n, v in inline.items()]
-            shown.update(to_json(inline))
+            inline_shown = to_json(inline)
+            obs += [FieldObs(n, v, "hub", n in tracked) for n, v in inline_shown.items()]
+            shown.update(inline_shown)
             item["computed"] = list(inline)
         item.update(key=key, values=shown, at_ms=source_ms)
         calls.append(

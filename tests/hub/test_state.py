@@ -135,7 +135,8 @@ def test_fingerprints_are_the_digest_of_the_canonical_json() -> None:
 
     values: list[Any] = [
         "", "é", "a@b.c", None, True, False, 0, -7, 3, 2**63 + 5, -(2**70), 1.0, 5000.0, 0.1, -2.5, 1e16,
-        1.5e-7, 2.0**60, date(2026, 3, 1), datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
+        1.5e-7, 2.0**60, 2.0**53, 2.0**53 - 1, -0.0, float("inf"), float("nan"), date(2026, 3, 1),
+        datetime(2026, 3, 1, 9, 30, tzinfo=UTC),
         datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=2))), ["b", 1, None],
         {"z": 1, "a": [True, 2.0]}, Level.PRO, Colour.RED,
     ]  # fmt: skip
