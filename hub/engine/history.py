@@ -17,6 +17,9 @@ ALL = "hub:runs"
 CAP_ALL = 20000
 CAP_RULE = 2000
 CAP_RECORD = 200
+# A record's own list lives as long as the hub's state of that record: there is one per record ever
+# evaluated, so without an expiry their number would only grow.
+RECORD_TTL = 400 * 86400
 
 
 def record(conn: redis.Redis | Any, entry: dict[str, Any]) -> None:
@@ -30,6 +33,7 @@ def record(conn: redis.Redis | Any, entry: dict[str, Any]) -> None:
     if entry.get("record"):
         pipe.lpush(f"{ALL}:rec:{entry['record']}", text)
         pipe.ltrim(f"{ALL}:rec:{entry['record']}", 0, CAP_RECORD - 1)
+        pipe.expire(f"{ALL}:rec:{entry['record']}", RECORD_TTL)
     if pipe is not conn:
         pipe.execute()
 
@@ -60,7 +64,9 @@ class Buffer:
                 lists.setdefault(name, []).append(text)
                 caps[name] = cap
         names = list(lists)
-        lengths = scripts.pipeline(self.conn, [("LPUSH", name, *lists[name]) for name in names])
+        pushes: list[tuple[Any, ...]] = [("LPUSH", name, *lists[name]) for name in names]
+        expiries = [("EXPIRE", name, RECORD_TTL) for name in names if name.startswith(f"{ALL}:rec:")]
+        lengths = scripts.pipeline(self.conn, pushes + expiries)[: len(names)]
         over = [("LTRIM", n, 0, caps[n] - 1) for n, length in zip(names, lengths, strict=True) if length > caps[n]]
         scripts.pipeline(self.conn, over)
         self.entries = []
