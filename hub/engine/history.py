@@ -12,6 +12,7 @@ import redis
 
 from hub import fastjson, scripts
 from hub.engine.entities import key_hash
+from hub.engine.state import STATE_TTL
 
 ALL = "hub:runs"
 CAP_ALL = 20000
@@ -19,7 +20,7 @@ CAP_RULE = 2000
 CAP_RECORD = 200
 # A record's own list lives as long as the hub's state of that record: there is one per record ever
 # evaluated, so without an expiry their number would only grow.
-RECORD_TTL = 400 * 86400
+RECORD_TTL = STATE_TTL
 
 
 def record(conn: redis.Redis | Any, entry: dict[str, Any]) -> None:
@@ -31,9 +32,10 @@ def record(conn: redis.Redis | Any, entry: dict[str, Any]) -> None:
     pipe.lpush(f"{ALL}:rule:{entry['rule']}", text)
     pipe.ltrim(f"{ALL}:rule:{entry['rule']}", 0, CAP_RULE - 1)
     if entry.get("record"):
-        pipe.lpush(f"{ALL}:rec:{entry['record']}", text)
-        pipe.ltrim(f"{ALL}:rec:{entry['record']}", 0, CAP_RECORD - 1)
-        pipe.expire(f"{ALL}:rec:{entry['record']}", RECORD_TTL)
+        own = f"{ALL}:rec:{entry['record']}"
+        pipe.lpush(own, text)
+        pipe.ltrim(own, 0, CAP_RECORD - 1)
+        pipe.expire(own, RECORD_TTL)
     if pipe is not conn:
         pipe.execute()
 
