@@ -172,6 +172,7 @@ def _machine_share(start: list[int], end: list[int]) -> str:
 
 ROUNDS = 5
 PINGS = 2000
+ENDED = (b"finished", b"failed")  # an rq job's status once it ran
 
 
 def _round_trip(redis_url: str, redis_pid: int) -> tuple[float, float]:
@@ -335,19 +336,22 @@ def bench_end_to_end(
 
         def drained(own: list[str]) -> bool:
             """The round's own jobs ended, and every queue, started and scheduled registry empty
-            (the follow-ups they queued are done), read in one round trip: the polling runs on the
-            measured cores, so it must cost next to nothing."""
+            (the follow-ups they queued are done), in one round trip. The polling runs on the
+            measured cores, so it must cost next to nothing: the statuses are read only once the
+            queues and registries are seen empty, and a job seen ended is not asked again (``own``
+            keeps the others)."""
             with conn.pipeline(transaction=False) as pipe:
                 for q in watched:
                     pipe.llen(q.key)
                 for key in registries:
                     pipe.zcard(key)
+                if sum(pipe.execute()):
+                    return False
                 for job_id in own:
                     pipe.hget(f"rq:job:{job_id}", "status")
-                replies = pipe.execute()
-            waiting = replies[: len(watched) + len(registries)]
-            ended = (b"finished", b"failed")
-            return sum(waiting) == 0 and all(status in ended for status in replies[len(waiting) :])
+                statuses = pipe.execute()
+            own[:] = [job_id for job_id, status in zip(own, statuses, strict=True) if status not in ENDED]
+            return not own
 
         def wait_drained(own: list[str], timeout: float) -> tuple[float, list[int]]:
             """When all was first seen done, confirmed a moment later (a job between its queue and

@@ -234,6 +234,7 @@ def register_member_routes(mc: MailchimpStandIn, app: Flask) -> None:
         created, updated, errors = [], [], []
         base = mc.base_url()
         with mc.lock:
+            at = mc.now(), request.remote_addr or ""  # one request: one time and one address for its members
             lst = mc.get_list(list_id)
             for item in members:
                 email = item.get("email_address") if isinstance(item, dict) else None
@@ -241,7 +242,7 @@ def register_member_routes(mc: MailchimpStandIn, app: Flask) -> None:
                     if not isinstance(item, dict):
                         raise invalid(errors=[{"field": "", "message": "Each member must be an object."}])
                     member, new = upsert(
-                        mc, lst, None, item, mode="batch", update_existing=update_existing, skip_required=skip
+                        mc, lst, None, item, mode="batch", update_existing=update_existing, skip_required=skip, at=at
                     )
                 except Problem as exc:
                     errors.append(batch_error(email, exc))

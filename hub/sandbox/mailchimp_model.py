@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import math
 import re
 import time
 from datetime import UTC, datetime
@@ -72,9 +73,16 @@ def check_email(email: Any) -> str:
 
 
 # -- time ---------------------------------------------------------------------------------------
+_stamped: tuple[int, str] = (0, "1970-01-01T00:00:00+00:00")  # the last second written: a batch is stamped by one
+
+
 def stamp(t: float) -> str:
     """Mailchimp's timestamps: ISO 8601, whole seconds, ``+00:00``."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))
+    global _stamped
+    second, cached = math.floor(t), _stamped  # read once: the stand-in's threads share it
+    if cached[0] != second:
+        cached = _stamped = (second, time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(second)))
+    return cached[1]
 
 
 def fired_at(t: float) -> str:

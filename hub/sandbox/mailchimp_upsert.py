@@ -201,8 +201,10 @@ def upsert(
     mode: str,
     update_existing: bool = True,
     skip_required: bool = False,
+    at: tuple[float, str] | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Create or update one member (``mode``: put, post or batch); returns (member, created)."""
+    """Create or update one member (``mode``: put, post or batch); returns (member, created).
+    ``at``: the request's time and client address, when a batch has read them once for all."""
     email = body.get("email_address")
     if email is not None:
         check_email(email)
@@ -228,7 +230,7 @@ def upsert(
     email = email if email is not None else existing["email_address"]
     if h in lst["_forgotten"]:
         raise forgotten(email)
-    now, ip = mc.now(), request.remote_addr or ""
+    now, ip = at or (mc.now(), request.remote_addr or "")
     if existing is not None and existing["status"] != "archived":
         if mode == "post" or (mode == "batch" and not update_existing):
             raise member_exists(email)

@@ -27,6 +27,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ import requests
 from mailchimp_marketing.api_client import ApiClientError
 
 from hub.sandbox.mailchimp import DEFAULT_API_KEY, MailchimpStandIn
+from hub.sandbox.mailchimp_model import stamp
 from tests.support.mailchimp import (
     MailchimpSandbox,
     hook_receiver,
@@ -98,6 +100,16 @@ def test_problem_details_for_unknown_things(sb: MailchimpSandbox) -> None:
         timeout=5,
     )
     assert bad_json.status_code == 400 and bad_json.json()["title"] == "JSON Parse Error"
+
+
+def test_stamps_are_whole_utc_seconds_whatever_second_came_before() -> None:
+    """A batch's members share one formatted second: the next second, or an earlier one, is never
+    given the cached text."""
+    seconds = [1795311792.0, 1795311792.4, 1795311792.999, 1795311793.0, 1795311791.5, -1.5, 0.0, 1e9 + 0.999]
+    for t in seconds + seconds[::-1]:
+        assert stamp(t) == time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t)), t
+    assert stamp(1795311792.9) == "2026-11-22T01:43:12+00:00"
+    assert stamp(-0.5) == "1969-12-31T23:59:59+00:00"
 
 
 # -- members -------------------------------------------------------------------------------------
