@@ -336,10 +336,10 @@ def bench_end_to_end(
 
         def drained(own: list[str]) -> bool:
             """The round's own jobs ended, and every queue, started and scheduled registry empty
-            (the follow-ups they queued are done), in one round trip. The polling runs on the
-            measured cores, so it must cost next to nothing: the statuses are read only once the
-            queues and registries are seen empty, and a job seen ended is not asked again (``own``
-            keeps the others)."""
+            (the follow-ups they queued are done). The polling runs on the measured cores, so it
+            must cost next to nothing: one round trip for the counts, and a second for the statuses
+            only once those are seen at zero; a job seen ended is not asked again (``own`` keeps
+            the others)."""
             with conn.pipeline(transaction=False) as pipe:
                 for q in watched:
                     pipe.llen(q.key)
