@@ -263,11 +263,9 @@ def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
     return int(clock.now().timestamp() * 1000)
 
 
-def resume(rt: Runtime, outbox: str, *, run_rules: bool = True, in_place: bool = False) -> dict[str, int]:
+def resume(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]:
     """A retried job first drains what a killed previous attempt recorded in its outbox (if any)."""
-    if not rt.redis.exists(outbox):
-        return defaultdict(int)
-    return drain(rt, outbox, run_rules=run_rules, in_place=in_place)
+    return drain(rt, outbox, run_rules=run_rules) if rt.redis.exists(outbox) else defaultdict(int)
 
 
 def drain(
