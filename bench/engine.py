@@ -282,6 +282,7 @@ def bench_end_to_end(
             "HUB_NOW": "2026-06-01T12:00:00+00:00",
         }
         provision(Runtime(Settings(env), config_dir=cfg_dir, conn=conn))
+        all_ids: list[str] = []
         hsc = HubSpotConnector(
             env["HUBSPOT_ACCESS_TOKEN"], conn, host=hs.env["HUBSPOT_HOST"], rate=10**6, search_rate=10**5
         )
@@ -303,6 +304,7 @@ def bench_end_to_end(
             row["nz_last"] = row["nz_last"].replace("Z", "")[:10]
             rows.append(Write({k: v.strip() if isinstance(v, str) else v for k, v in row.items()}))
         ids = [r.id for r in hsc.upsert_many(Collection("contacts"), rows)]
+        all_ids = list(ids)
         logs = [tmp / f"worker{n}.log" for n in range(n_workers)]  # kept: a run that loses anything is read
         for n, log in enumerate(logs):
             spy = ["py-spy", "record", "-r", "500", "--gil", "-f", "raw", "-o", f"{profile}.worker{n}.txt", "--"]
@@ -317,6 +319,8 @@ def bench_end_to_end(
                 )
         wait_for(lambda: conn.scard("rq:workers") >= n_workers, timeout=60, what="workers")
 
+        job_of: dict[str, str] = {}  # HubSpot id -> the job that carried its event (to say where a loss was)
+
         def enqueue(batch_ids: list[str]) -> list[str]:
             """As the intake does: one job per webhook batch, all in one round trip."""
             with conn.pipeline(transaction=False) as pipe:
@@ -326,6 +330,7 @@ def bench_end_to_end(
                     evs = [{"system": "hubspot", "coll": "contacts", "id": x, "kind": "updated"} for x in chunk]
                     func = "hub.engine.intake.handle_events"
                     queued.append(jobs.push(pipe, conn, func, "hubspot", evs, queue_name=jobs.QUEUE_HIGH))
+                    job_of.update((x, queued[-1]) for x in chunk)
                 pipe.execute()
             return queued
 
@@ -443,6 +448,9 @@ def bench_end_to_end(
         if missing:
             lost.extend(missing)
             print(f"  MISSING from Mailchimp: {len(missing)} contact(s): {', '.join(missing[:5])}…")
+            lost_idx = [int(m[1:]) for m in missing]
+            for line in _where_lost(conn, hsc, [rows[i] for i in lost_idx], [all_ids[i] for i in lost_idx], job_of):
+                print("  " + line)
         cores = os.cpu_count() or 1
         print(
             f"  CPU: hub workers {cpu_workers:.2f} s ({cpu_workers / total * 1e3:.2f} ms/event), stand-ins "
@@ -500,6 +508,41 @@ def bench_end_to_end(
         else:
             print(f"worker logs kept in {tmp}")
     return lost
+
+
+def _where_lost(conn: Any, hsc: Any, rows: list[Write], hs_ids: list[str], job_of: dict[str, str]) -> list[str]:
+    """Where contacts missing from Mailchimp stopped, told without their addresses: whether HubSpot
+    still has them, whether the hub's state holds them and their Mailchimp write, and the
+    results of the jobs that carried their events."""
+    from rq.job import Job
+
+    from connectors.base import Collection
+    from hub import jobs
+    from hub.engine.state import state_key
+
+    found = {r.id for r in hsc.get_many(Collection("contacts"), hs_ids)}
+    stages: dict[str, int] = {}
+    for row, hid in zip(rows, hs_ids, strict=True):
+        names = {n.decode() for n in conn.hkeys(state_key("contact", f"email:{str(row.fields['email']).lower()}"))}
+        if hid not in found:
+            stage = "gone from HubSpot"
+        elif not names:
+            stage = "no state in the hub (never applied)"
+        elif not any(n.startswith("s:mailchimp:") for n in names):
+            stage = "applied, never written to Mailchimp by the hub"
+        else:
+            stage = "written to Mailchimp per the hub's state"
+        stages[stage] = stages.get(stage, 0) + 1
+    out = [f"{stage}: {n}" for stage, n in stages.items()]
+    carried: dict[str, int] = {}
+    for hid in hs_ids:
+        carried[job_of.get(hid, "?")] = carried.get(job_of.get(hid, "?"), 0) + 1
+    for job_id, n in carried.items():
+        job = Job.fetch(job_id, connection=conn, serializer=jobs.HubSerializer) if job_id != "?" else None
+        result = job.latest_result() if job is not None else None
+        value = result.return_value if result is not None else None
+        out.append(f"job {job_id}: {n} of the missing; status {job.get_status() if job else '?'}; result {value}")
+    return out
 
 
 def main() -> None:

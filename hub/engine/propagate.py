@@ -16,7 +16,7 @@ from connectors.base import Write
 from hub import clock
 from hub.engine.entities import collection, collection_id, identity_field
 from hub.engine.state import FieldObs, RecordState, fingerprint
-from hub.engine.sync import drain, outbox_name, resume
+from hub.engine.sync import drain, outbox_name
 from hub.jobs import hub_job
 from hub.mapping.translate import from_system, revive, system_field, to_system
 from hub.runtime import Runtime
@@ -50,7 +50,7 @@ def propagate_items(
         log.warning("propagate: %s is no longer mapped to %s; %d item(s) dropped", entity, target, len(items))
         return {"dropped": len(items)}
     state = RecordState(rt.redis)
-    resume(rt, outbox)  # an attempt killed between linking and draining
+    drain(rt, outbox)  # what an attempt killed between linking and draining left
     coll = collection(mapping, target)
     coll_id = collection_id(target, coll)
     connector = rt.connector(target)

@@ -24,7 +24,7 @@ from hub.engine.live import LiveContext
 from hub.engine.once import action_key, run_once
 from hub.engine.record import Loader, assemble, missing_fields
 from hub.engine.state import RecordState
-from hub.engine.sync import drain, outbox_name, resume
+from hub.engine.sync import drain, outbox_name
 from hub.errors import ExpressionError, HubError, PermanentError, TransientError
 from hub.expr import parse_duration
 from hub.jobs import hub_job
@@ -47,7 +47,7 @@ def run_record_events(rt: Runtime, events: list[dict[str, Any]], *, outbox: str)
     from hub.engine.replay import remember
 
     remember(rt.redis, events, clock.now())
-    resume(rt, outbox)
+    drain(rt, outbox)  # what a killed attempt left
     loader = Loader(rt)
     by_entity: dict[str, list[tuple[str, set[str] | None, str | None]]] = {}
     for ev in events:

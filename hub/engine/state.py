@@ -139,8 +139,8 @@ for i = 9, #ARGV, 4 do
         writes[#writes + 1] = 'f:' .. name
         writes[#writes + 1] = fp
         writes[#writes + 1] = 't:' .. name
-        writes[#writes + 1] = ts
-        table.insert(changed, {name, prev, cur and 1 or 0})
+        writes[#writes + 1] = ARGV[3]  -- as sent: a Lua number would be formatted by sprintf for each field
+        table.insert(changed, {name, prev, cur ~= false})
       else
         table.insert(conflicts, {name, reason})
       end
@@ -407,4 +407,5 @@ class RecordState:
 
     # -- outbox ---------------------------------------------------------------------------------
     def outbox(self, name: str) -> list[dict[str, Any]]:
-        return [orjson.loads(x) for x in self.conn.lrange(name, 0, -1)]
+        """The entries of outbox ``name`` (none when it is absent: Redis drops an emptied list)."""
+        return [orjson.loads(x) for x in scripts.pipeline(self.conn, [("LRANGE", name, 0, -1)])[0]]

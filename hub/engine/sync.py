@@ -105,8 +105,10 @@ def ingest(rt: Runtime, raw_events: list[dict[str, Any]], *, run_rules: bool = T
     index = EntityIndex(cfg)
     state = RecordState(rt.redis)
     outbox = outbox_name()
-    counts = resume(rt, outbox, run_rules=run_rules)
-    for k, v in resume(rt, follow_ups_outbox(outbox)).items():  # a killed attempt's in-place follow-ups
+    # A retried job first drains what a killed attempt recorded: its own changes, then those of its
+    # in-place follow-ups (each read costs one round trip, and finds nothing on a first attempt).
+    counts = drain(rt, outbox, run_rules=run_rules)
+    for k, v in drain(rt, follow_ups_outbox(outbox)).items():
         counts[k] += v
     groups: dict[Place, dict[str, SourceEvent]] = defaultdict(dict)
     for raw in raw_events:
@@ -263,11 +265,6 @@ def _source_ms(updated_at: datetime | None, at_ms: int) -> int:
     return int(clock.now().timestamp() * 1000)
 
 
-def resume(rt: Runtime, outbox: str, *, run_rules: bool = True) -> dict[str, int]:
-    """A retried job first drains what a killed previous attempt recorded in its outbox (if any)."""
-    return drain(rt, outbox, run_rules=run_rules) if rt.redis.exists(outbox) else defaultdict(int)
-
-
 def drain(
     rt: Runtime,
     outbox: str,
@@ -280,7 +277,8 @@ def drain(
     """Enqueue what the outbox records (propagation per target, one rules job) and empty it, atomically.
 
     ``entries``: the outbox's content as the running job logged it (see ``apply_many``), when
-    only that job wrote to it; otherwise it is read from Redis.
+    only that job wrote to it; otherwise it is read from Redis (so a job drains first what a
+    killed attempt of it left there).
 
     ``in_place``: run that propagation and those rules in this job first (see :func:`follow_up`);
     only those that fail are enqueued. The outbox stays until then, so a job killed meanwhile
@@ -289,10 +287,7 @@ def drain(
     counts: dict[str, int] = defaultdict(int)
     if entries is None:
         entries = RecordState(rt.redis).outbox(outbox)
-        if not entries:
-            rt.redis.delete(outbox)
-            return counts
-    elif not entries:
+    if not entries:
         return counts  # nothing was pushed: there is no outbox to delete
     cfg = rt.config
     pushes: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -410,7 +405,7 @@ def follow_up(rt: Runtime, outbox: str, func: str, args: tuple[Any, ...], counts
         raise  # Redis is gone: the whole job is retried once it is back, and resumes
     except Exception as exc:
         log.warning("%s failed in place, queued as a job of its own: %s: %s", func, type(exc).__name__, exc)
-        resume(rt, own)  # what it recorded before failing is drained like any job's
+        drain(rt, own)  # what it recorded before failing is drained like any job's
         counts["follow_ups_queued"] += 1
         return False
     counts["follow_ups_in_place"] += 1
