@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +42,11 @@ from hub.engine import evaluate  # noqa: E402
 from hub.engine.record import with_computed  # noqa: E402
 from hub.mapping.translate import complete, from_system  # noqa: E402
 from tests.support.procs import RedisServer, wait_for  # noqa: E402
+
+if TYPE_CHECKING:
+    import redis
+
+    from connectors.hubspot import HubSpotConnector
 
 MAPPING = """\
 entity: contact
@@ -282,7 +287,6 @@ def bench_end_to_end(
             "HUB_NOW": "2026-06-01T12:00:00+00:00",
         }
         provision(Runtime(Settings(env), config_dir=cfg_dir, conn=conn))
-        all_ids: list[str] = []
         hsc = HubSpotConnector(
             env["HUBSPOT_ACCESS_TOKEN"], conn, host=hs.env["HUBSPOT_HOST"], rate=10**6, search_rate=10**5
         )
@@ -303,8 +307,8 @@ def bench_end_to_end(
             row = sample(i)
             row["nz_last"] = row["nz_last"].replace("Z", "")[:10]
             rows.append(Write({k: v.strip() if isinstance(v, str) else v for k, v in row.items()}))
-        ids = [r.id for r in hsc.upsert_many(Collection("contacts"), rows)]
-        all_ids = list(ids)
+        all_ids = [r.id for r in hsc.upsert_many(Collection("contacts"), rows)]  # in the order of `rows`
+        ids = all_ids
         logs = [tmp / f"worker{n}.log" for n in range(n_workers)]  # kept: a run that loses anything is read
         for n, log in enumerate(logs):
             spy = ["py-spy", "record", "-r", "500", "--gil", "-f", "raw", "-o", f"{profile}.worker{n}.txt", "--"]
@@ -510,7 +514,9 @@ def bench_end_to_end(
     return lost
 
 
-def _where_lost(conn: Any, hsc: Any, rows: list[Write], hs_ids: list[str], job_of: dict[str, str]) -> list[str]:
+def _where_lost(
+    conn: redis.Redis, hsc: HubSpotConnector, rows: list[Write], hs_ids: list[str], job_of: dict[str, str]
+) -> list[str]:
     """Where contacts missing from Mailchimp stopped, told without their addresses: whether HubSpot
     still has them, whether the hub's state holds them and their Mailchimp write, and the
     results of the jobs that carried their events."""
@@ -541,7 +547,8 @@ def _where_lost(conn: Any, hsc: Any, rows: list[Write], hs_ids: list[str], job_o
         job = Job.fetch(job_id, connection=conn, serializer=jobs.HubSerializer) if job_id != "?" else None
         result = job.latest_result() if job is not None else None
         value = result.return_value if result is not None else None
-        out.append(f"job {job_id}: {n} of the missing; status {job.get_status() if job else '?'}; result {value}")
+        status = job.get_status().value if job is not None else "?"
+        out.append(f"job {job_id}: {n} of the missing; status {status}; result {value}")
     return out
 
 
