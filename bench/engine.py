@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -436,7 +437,8 @@ def bench_end_to_end(
         members = list(mcc.iterate(Collection(env["MAILCHIMP_LIST_ID"])))
         risk = [m.fields["merge_fields"].get("RISK") for m in members]
         have = {str(m.fields["email_address"]).lower() for m in members}
-        missing = [f"#{i}" for i, row in enumerate(rows) if row.fields["email"].lower() not in have]
+        lost_idx = [i for i, row in enumerate(rows) if row.fields["email"].lower() not in have]
+        missing = [f"#{i}" for i in lost_idx]
         retried = sum(log.read_text(errors="replace").count("will retry") for log in logs)
         print(f"end to end: {rounds} rounds of {events} events in batches of {batch}, {n_workers} worker process(es):")
         print(
@@ -452,7 +454,6 @@ def bench_end_to_end(
         if missing:
             lost.extend(missing)
             print(f"  MISSING from Mailchimp: {len(missing)} contact(s): {', '.join(missing[:5])}…")
-            lost_idx = [int(m[1:]) for m in missing]
             for line in _where_lost(conn, hsc, [rows[i] for i in lost_idx], [all_ids[i] for i in lost_idx], job_of):
                 print("  " + line)
         cores = os.cpu_count() or 1
@@ -527,7 +528,7 @@ def _where_lost(
     from hub.engine.state import state_key
 
     found = {r.id for r in hsc.get_many(Collection("contacts"), hs_ids)}
-    stages: dict[str, int] = {}
+    stages: Counter[str] = Counter()
     for row, hid in zip(rows, hs_ids, strict=True):
         names = {n.decode() for n in conn.hkeys(state_key("contact", f"email:{str(row.fields['email']).lower()}"))}
         if hid not in found:
@@ -538,12 +539,9 @@ def _where_lost(
             stage = "applied, never written to Mailchimp by the hub"
         else:
             stage = "written to Mailchimp per the hub's state"
-        stages[stage] = stages.get(stage, 0) + 1
+        stages[stage] += 1
     out = [f"{stage}: {n}" for stage, n in stages.items()]
-    carried: dict[str, int] = {}
-    for hid in hs_ids:
-        carried[job_of.get(hid, "?")] = carried.get(job_of.get(hid, "?"), 0) + 1
-    for job_id, n in carried.items():
+    for job_id, n in Counter(job_of.get(hid, "?") for hid in hs_ids).items():
         job = Job.fetch(job_id, connection=conn, serializer=jobs.HubSerializer) if job_id != "?" else None
         result = job.latest_result() if job is not None else None
         value = result.return_value if result is not None else None
