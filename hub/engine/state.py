@@ -1,7 +1,8 @@
 """Per-record bookkeeping in Redis: what the hub last agreed each field is, never the data itself.
 
-For each record (entity + key) a hash holds, per field, a fingerprint of the agreed value and the
-source time it was set, and per system the fingerprint of the value that system last had (so a
+For each record (entity + key) a hash holds, per field, a fingerprint of the agreed value followed
+by the source time it was set (one hash field: Redis's HSET cost grows with the number of fields
+of the record), and per system the fingerprint of the value that system last had (so a
 value still waiting for propagation is not mistaken for an edit there); the record's id in each
 system; a version. Values themselves are kept only
 for fields whose *previous* value a rule asks about (``changed: ... from:``).
@@ -40,8 +41,11 @@ except ImportError:  # a build without it
     _sha1 = hashlib.sha1
 
 
+FP_LEN = 16  # hex digits of a fingerprint; an agreed value's `f:` field is followed by its source time
+
+
 def _digest(data: bytes) -> str:
-    return _sha1(data).hexdigest()[:16]
+    return _sha1(data).hexdigest()[:FP_LEN]
 
 
 _NULL, _TRUE, _FALSE = _digest(b"null"), _digest(b"true"), _digest(b"false")
@@ -90,17 +94,16 @@ if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then return '{"already":
 -- the hub and not something `sys` reported. The same field may come twice, as `sys` reported it
 -- (refused: `deny:hub`, which writes no agreed value) and as the hub computed it.
 -- Read everything this record needs in one HMGET: per field what `sys` last had (not for the
--- hub's own values), the agreed fingerprint, its time (shared fields only: the others never
--- compare times) and the value (tracked fields only); then the version.
--- pos[i] is where field i's agreed fingerprint lands in the reply; what `sys` had is just before
--- it, its time and value just after it, when read.
+-- hub's own values), the agreed fingerprint followed by its source time (`f:`), and the value
+-- (tracked fields only); then the version.
+-- pos[i] is where field i's `f:` lands in the reply; what `sys` had is just before it, its value
+-- just after it, when read.
 local names, pos, n = {}, {}, 0
 local prefix = 's:' .. sys .. ':'
 for i = 9, #ARGV, 4 do
   local name = ARGV[i]
   if not all_hub and ARGV[i + 2] ~= 'hub' then n = n + 1; names[n] = prefix .. name end
   n = n + 1; names[n] = 'f:' .. name; pos[i] = n
-  if ARGV[i + 2] == 'shared' then n = n + 1; names[n] = 't:' .. name end
   if ARGV[i + 3] ~= '' then n = n + 1; names[n] = 'v:' .. name end
 end
 names[n + 1] = 'ver'
@@ -110,8 +113,7 @@ local changed, conflicts, writes = {}, {}, {}
 for i = 9, #ARGV, 4 do
   local name, fp, mode, tracked = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local f = pos[i]
-  local cur = got[f]
-  local shared = mode == 'shared'
+  local cur = got[f]  -- the agreed fingerprint (FP_LEN characters), then its source time
   local hub = all_hub or mode == 'hub'
   -- A system changed a field only if its value differs from what that system last had:
   -- a stale value waiting for propagation is not a change.
@@ -120,26 +122,25 @@ for i = 9, #ARGV, 4 do
       writes[#writes + 1] = prefix .. name
       writes[#writes + 1] = fp
     end
-    if cur ~= fp then
+    -- A plain search from the first character: a prefix test that makes no new Lua string.
+    if not cur or string.find(cur, fp, 1, true) ~= 1 then
       local accept, reason = false, ''
       if not cur or hub or mode == 'own' then
         accept = true
-      elseif shared then
-        if ts >= tonumber(got[f + 1] or '0') then accept = true else reason = 'older' end
+      elseif mode == 'shared' then
+        if ts >= (tonumber(string.sub(cur, #fp + 1)) or 0) then accept = true else reason = 'older' end
       else
         reason = mode
       end
       if accept then
         local prev = ''
         if tracked ~= '' then
-          prev = got[shared and f + 2 or f + 1] or ''
+          prev = got[f + 1] or ''
           writes[#writes + 1] = 'v:' .. name
           writes[#writes + 1] = tracked
         end
         writes[#writes + 1] = 'f:' .. name
-        writes[#writes + 1] = fp
-        writes[#writes + 1] = 't:' .. name
-        writes[#writes + 1] = ARGV[3]  -- as sent: a Lua number would be formatted by sprintf for each field
+        writes[#writes + 1] = fp .. ARGV[3]  -- the time as sent: a Lua number would cost an sprintf
         table.insert(changed, {name, prev, cur ~= false})
       else
         table.insert(conflicts, {name, reason})
@@ -321,7 +322,7 @@ class RecordState:
         ]
         out = {}
         for (key, names), got in zip(fields.items(), scripts.pipeline(self.conn, commands), strict=True):
-            fps = {n: fp.decode() if fp is not None else None for n, fp in zip(names, got[1:], strict=True)}
+            fps = {n: fp[:FP_LEN].decode() if fp is not None else None for n, fp in zip(names, got[1:], strict=True)}
             out[key] = (fps, got[0].decode() if got[0] is not None else None)
         return out
 
@@ -377,7 +378,7 @@ class RecordState:
         if not names:
             return {}
         raw = self.conn.hmget(state_key(entity, key), [f"f:{n}" for n in names])
-        return {n: (v.decode() if v else None) for n, v in zip(names, raw, strict=True)}
+        return {n: (v[:FP_LEN].decode() if v else None) for n, v in zip(names, raw, strict=True)}
 
     def written(self, entity: str, key: str, system: str, fingerprints: dict[str, str]) -> None:
         """Remember what the hub just wrote to ``system``: its echo is then no change."""

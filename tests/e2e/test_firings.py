@@ -13,7 +13,7 @@ import pytest
 from connectors.base import Collection, Write
 from hub.engine import guards, history, state
 from hub.engine.entities import key_hash
-from hub.engine.state import fingerprint, state_key
+from hub.engine.state import RecordState, fingerprint
 from tests.support.hubenv import Hub
 
 MAPPING = """\
@@ -103,12 +103,13 @@ def test_writes_made_together_still_happen_before_the_external_action_after_them
     is in the record state and the next firing's is not yet."""
     seen: list[list[bool]] = []  # per message: which records have their field written
     keys: list[str] = []
-    welcomed = fingerprint("welcomed").encode()
+    welcomed = fingerprint("welcomed")
+    state = RecordState(hub.redis)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            seen.append([hub.redis.hget(state_key("contact", k), "f:status") == welcomed for k in keys])
+            seen.append([state.fingerprints("contact", k, ["status"])["status"] == welcomed for k in keys])
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
