@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -78,81 +77,23 @@ def transaction(pipe: redis.client.Pipeline) -> None:
             raise reply
 
 
-_MORE = object()  # what the reader returns while a reply is incomplete
-_PUSH = getattr(hiredis, "PushNotification", _MORE)  # hiredis ≥ 3.2 gives RESP3 pushes this type
-
-
-class _Wire:
-    """A lane's connection and the hiredis reader its replies are parsed with, straight off its
-    socket: redis-py's ``read_response`` costs several µs per reply (a host string formatted, a
-    health-check stamp, its parser's checks), and a batch has hundreds of replies."""
-
-    def __init__(self, conn: AbstractConnection) -> None:
-        self.conn = conn
-        parser = getattr(conn, "_parser", None)
-        self.reader = hiredis.Reader(
-            protocolError=redis.exceptions.InvalidResponse,
-            replyError=getattr(type(parser), "parse_error", redis.exceptions.ResponseError),
-            notEnoughData=_MORE,
-        )
-        self.buffer = bytearray(65536)
-
-    def read(self, count: int) -> list[Any]:
-        """``count`` replies, error replies among them as exception objects. An error that means
-        the server cannot answer (``LOADING``: redis-py's ConnectionError kinds) is raised at once."""
-        conn, reader, buffer = self.conn, self.reader, self.buffer
-        sock = getattr(conn, "_sock", None)
-        if sock is None:
-            return [self._one() for _ in range(count)]
-        out: list[Any] = []
-        try:
-            while len(out) < count:
-                reply = reader.gets()
-                if reply is _MORE:
-                    n = sock.recv_into(buffer)
-                    if not n:
-                        raise redis.exceptions.ConnectionError("Connection closed by server.")
-                    reader.feed(buffer, 0, n)
-                elif isinstance(reply, redis.exceptions.ConnectionError):
-                    raise reply
-                elif type(reply) is _PUSH:
-                    continue  # RESP3 out-of-band news (invalidation, maintenance): not a reply
-                else:
-                    out.append(reply)
-        except TimeoutError:  # socket.timeout
-            raise redis.exceptions.TimeoutError("Timeout reading from Redis") from None
-        except redis.exceptions.RedisError:
-            raise
-        except OSError as exc:
-            raise redis.exceptions.ConnectionError(f"Error while reading from Redis: {exc}") from None
-        if conn.health_check_interval:  # as read_response: the connection was just heard from
-            conn.next_health_check = time.monotonic() + conn.health_check_interval
-        return out
-
-    def _one(self) -> Any:
-        try:
-            return self.conn.read_response()
-        except redis.exceptions.ResponseError as exc:  # the connection is still in step
-            return exc
-
-
 class _Lane:
     """Idle connections of one pool, for this process (a forked child never reuses its parent's)."""
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._make = pool.connection_class
         self._kwargs = dict(pool.connection_kwargs)
-        self._idle: deque[_Wire] = deque()
+        self._idle: deque[AbstractConnection] = deque()
         self._pid = ids.pid()
 
-    def _take(self) -> tuple[_Wire, bool]:
+    def _take(self) -> tuple[AbstractConnection, bool]:
         """A connection, and whether it was used before (it may have gone stale since)."""
         if self._pid != ids.pid():
             self._idle, self._pid = deque(), ids.pid()
         try:
             return self._idle.pop(), True
         except IndexError:
-            return _Wire(self._make(**self._kwargs)), False
+            return self._make(**self._kwargs), False
 
     def send(self, payload: bytes, replies: int, repeatable: bool) -> list[Any]:
         """Send packed commands and read their ``replies``; the first error reply is raised once
@@ -160,11 +101,17 @@ class _Lane:
         more when the broken one was an idle one (Redis restarted or dropped it meanwhile: what
         was sent never ran, as redis-py assumes too) or when the batch is ``repeatable``."""
         for attempt in (1, 2):
-            wire, reused = self._take()
-            conn = wire.conn
+            conn, reused = self._take()
+            out: list[Any] = []
+            error: redis.exceptions.ResponseError | None = None
             try:
                 conn.send_packed_command([payload])
-                out = wire.read(replies)
+                for _ in range(replies):
+                    try:
+                        out.append(conn.read_response())
+                    except redis.exceptions.ResponseError as exc:  # the connection is still in step
+                        error = error or exc
+                        out.append(exc)
             except redis.exceptions.ConnectionError:
                 conn.disconnect()
                 self._idle.clear()  # Redis restarted or the network broke: the others are stale too
@@ -179,10 +126,9 @@ class _Lane:
             except BaseException:
                 conn.disconnect()  # interrupted mid-reply: the connection's state is unknown
                 raise
-            self._idle.append(wire)
-            for reply in out:
-                if isinstance(reply, redis.exceptions.ResponseError):
-                    raise reply  # the first error, once every reply was read
+            self._idle.append(conn)
+            if error is not None:
+                raise error
             return out
         raise AssertionError("unreachable")
 

@@ -84,10 +84,3 @@ def test_a_transaction_sent_past_redis_py_is_one_multi_exec_and_a_failed_command
         pipe.hset("hub:test:str", "a", "1")  # WRONGTYPE inside EXEC: rq would have had it raised
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             scripts.transaction(pipe)
-
-
-def test_replies_larger_than_one_read_come_whole_and_in_order(redis_conn: redis.Redis) -> None:
-    values = {f"big:{i}": bytes([65 + i % 26]) * (10_000 + i) for i in range(60)}  # ~600 KB of replies
-    redis_conn.mset(values)
-    assert scripts.pipeline(redis_conn, [("GET", k) for k in values]) == list(values.values())
-    assert scripts.pipeline(redis_conn, [("STRLEN", k) for k in values]) == [len(v) for v in values.values()]
