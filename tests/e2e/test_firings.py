@@ -104,12 +104,12 @@ def test_writes_made_together_still_happen_before_the_external_action_after_them
     seen: list[list[bool]] = []  # per message: which records have their field written
     keys: list[str] = []
     welcomed = fingerprint("welcomed")
-    state = RecordState(hub.redis)
+    records = RecordState(hub.redis)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            seen.append([state.fingerprints("contact", k, ["status"])["status"] == welcomed for k in keys])
+            seen.append([records.fingerprints("contact", k, ["status"])["status"] == welcomed for k in keys])
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
