@@ -42,16 +42,46 @@ class Script:
         return self.many(r, [(keys, args)])[0]
 
     def many(self, r: redis.Redis, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]]) -> list[Any]:
-        """Several calls in one round trip (pipelined, not atomic), their replies in order."""
+        """Several calls in one round trip (pipelined, not atomic), their replies in order, each
+        call run once.
+
+        Redis can forget its scripts (a restart, ``SCRIPT FLUSH``) or learn one (another client
+        loading it) between two calls of a batch. A call that meets NOSCRIPT did nothing, and the
+        calls before it ran: sending the whole batch again would run those twice and return what
+        the second run saw (a record already created looks unchanged, and its change was never
+        passed on). So a batch starts with an EVAL, which loads the script for the calls after it;
+        when calls meet NOSCRIPT all the same (Redis forgot it mid-batch), they are sent again from
+        the first of them. A call that ran after one that did not (forgotten and learnt again within
+        one batch) leaves no order to keep: a repeatable script is sent again from the first that
+        did not run; any other raises NoScriptError, and its caller's job is retried."""
         if not calls:
             return []
-        payload = b"".join(hiredis.pack_command(("EVALSHA", self.sha, len(k), *k, *a)) for k, a in calls)
         lane = _lane(r)
-        try:
-            return lane.send(payload, len(calls), self.repeatable)
-        except redis.exceptions.NoScriptError:
-            r.script_load(self.text)  # a restarted or flushed Redis forgot it
-            return lane.send(payload, len(calls), self.repeatable)
+        replies: list[Any] = []
+        todo = list(calls)
+        for attempt in range(3):
+            got = lane.send(self._pack(todo, load=attempt > 0 or len(todo) > 1), len(todo), self.repeatable)
+            missed = [i for i, reply in enumerate(got) if isinstance(reply, redis.exceptions.NoScriptError)]
+            if not missed:
+                return _raised(replies + got)
+            first = missed[0]
+            if not self.repeatable and len(missed) != len(got) - first:
+                ran = len(got) - first - len(missed)
+                raise redis.exceptions.NoScriptError(
+                    f"Redis forgot and learnt script {self.sha[:12]} within one batch: {ran} call(s) ran after "
+                    f"one that did not, and the batch cannot be completed in order"
+                )
+            replies += got[:first]
+            todo = todo[first:]
+        raise redis.exceptions.NoScriptError(f"Redis forgot script {self.sha[:12]} three times in a row")
+
+    def _pack(self, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]], *, load: bool) -> bytes:
+        """EVALSHA each call; the first as an EVAL (the script's text) when ``load``."""
+        packed = [hiredis.pack_command(("EVALSHA", self.sha, len(k), *k, *a)) for k, a in calls]
+        if load:
+            keys, args = calls[0]
+            packed[0] = hiredis.pack_command(("EVAL", self.text, len(keys), *keys, *args))
+        return b"".join(packed)
 
 
 def pipeline(r: redis.Redis, commands: Sequence[Sequence[Arg]]) -> list[Any]:
@@ -60,7 +90,15 @@ def pipeline(r: redis.Redis, commands: Sequence[Sequence[Arg]]) -> list[Any]:
     if not commands:
         return []
     payload = b"".join(hiredis.pack_command(tuple(c)) for c in commands)
-    return _lane(r).send(payload, len(commands), False)
+    return _raised(_lane(r).send(payload, len(commands), False))
+
+
+def _raised(replies: list[Any]) -> list[Any]:
+    """The replies, once none is an error (else the first error is raised)."""
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
+    return replies
 
 
 def transaction(pipe: redis.client.Pipeline) -> None:
@@ -96,21 +134,19 @@ class _Lane:
             return self._make(**self._kwargs), False
 
     def send(self, payload: bytes, replies: int, repeatable: bool) -> list[Any]:
-        """Send packed commands and read their ``replies``; the first error reply is raised once
-        every reply has been read. A connection that broke is replaced and the batch sent once
+        """Send packed commands and read their ``replies``, an error reply in its place (the
+        connection stays in step). A connection that broke is replaced and the batch sent once
         more when the broken one was an idle one (Redis restarted or dropped it meanwhile: what
         was sent never ran, as redis-py assumes too) or when the batch is ``repeatable``."""
         for attempt in (1, 2):
             conn, reused = self._take()
             out: list[Any] = []
-            error: redis.exceptions.ResponseError | None = None
             try:
                 conn.send_packed_command([payload])
                 for _ in range(replies):
                     try:
                         out.append(conn.read_response())
-                    except redis.exceptions.ResponseError as exc:  # the connection is still in step
-                        error = error or exc
+                    except redis.exceptions.ResponseError as exc:
                         out.append(exc)
             except redis.exceptions.ConnectionError:
                 conn.disconnect()
@@ -127,8 +163,6 @@ class _Lane:
                 conn.disconnect()  # interrupted mid-reply: the connection's state is unknown
                 raise
             self._idle.append(conn)
-            if error is not None:
-                raise error
             return out
         raise AssertionError("unreachable")
 

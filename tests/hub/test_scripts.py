@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +86,48 @@ def test_a_transaction_sent_past_redis_py_is_one_multi_exec_and_a_failed_command
         pipe.hset("hub:test:str", "a", "1")  # WRONGTYPE inside EXEC: rq would have had it raised
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             scripts.transaction(pipe)
+
+
+def test_every_call_of_a_batch_runs_once_while_redis_forgets_and_learns_its_scripts(
+    own_redis: RedisServer,
+) -> None:
+    """Batches of a script that is not repeatable, while another client flushes the script cache
+    (a restart) and loads the script (another worker) again and again: a call that ran is never run
+    again, and the reply returned for it is that of its one run, whether the batch returns or raises.
+    (Sent again whole, the calls that ran before NOSCRIPT ran twice, their second reply returned.)
+    Each call carries 1 KB, as the sync's do: Redis reads a batch 16 KB at a time and serves the
+    other client in between."""
+    counter = Script("return redis.call('INCR', KEYS[1])")
+    conn = redis.Redis.from_url(own_redis.url)
+    other = redis.Redis.from_url(own_redis.url)
+    done = threading.Event()
+
+    def forget_and_learn() -> None:
+        while not done.is_set():
+            other.script_flush()
+            time.sleep(0.002)
+            other.script_load(counter.text)
+
+    flusher = threading.Thread(target=forget_and_learn)
+    flusher.start()
+    returned = raised = 0
+    pad = "x" * 1024
+    try:
+        deadline = time.monotonic() + 3.0
+        for batch in range(2000):
+            if time.monotonic() > deadline:
+                break
+            keys = [f"b{batch}:{i}" for i in range(200)]
+            try:
+                replies = counter.many(conn, [([k], [pad]) for k in keys])
+            except redis.exceptions.NoScriptError:
+                raised += 1
+            else:
+                returned += 1
+                assert replies == [1] * len(keys), f"batch {batch}: replies of calls run twice"
+            assert set(conn.mget(keys)) <= {None, b"1"}, f"batch {batch}: a call ran twice"
+    finally:
+        done.set()
+        flusher.join()
+    missed = int(conn.info("errorstats").get("errorstat_NOSCRIPT", {}).get("count", 0))
+    assert missed > 0 and returned > 0, (missed, returned, raised)  # the scripts were forgotten mid-run
