@@ -77,10 +77,10 @@ class Script:
 
     def _pack(self, calls: Sequence[tuple[Sequence[Arg], Sequence[Arg]]], *, load: bool) -> bytes:
         """EVALSHA each call; the first as an EVAL (the script's text) when ``load``."""
-        packed = [hiredis.pack_command(("EVALSHA", self.sha, len(k), *k, *a)) for k, a in calls]
-        if load:
-            keys, args = calls[0]
-            packed[0] = hiredis.pack_command(("EVAL", self.text, len(keys), *keys, *args))
+        keys, args = calls[0]
+        head = ("EVAL", self.text) if load else ("EVALSHA", self.sha)
+        packed = [hiredis.pack_command((*head, len(keys), *keys, *args))]
+        packed += [hiredis.pack_command(("EVALSHA", self.sha, len(k), *k, *a)) for k, a in calls[1:]]
         return b"".join(packed)
 
 
@@ -110,9 +110,7 @@ def transaction(pipe: redis.client.Pipeline) -> None:
         return
     replies = pipeline(pipe, [("MULTI",), *(args for args, _ in stack), ("EXEC",)])
     pipe.reset()
-    for reply in replies[-1] or ():
-        if isinstance(reply, Exception):
-            raise reply
+    _raised(replies[-1] or [])  # EXEC's replies: a command that failed inside the transaction
 
 
 class _Lane:
